@@ -1,0 +1,183 @@
+//! The crate's one error type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+/// A boxed error from a [`TokenStore`](crate::TokenStore) or a user hook.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong, one variant per thing a caller can act on.
+///
+/// `Error` is `Clone` because one refresh's outcome is handed to every caller
+/// that waited for it; causes are shared, and [`std::error::Error::source`]
+/// still walks the whole chain.
+///
+/// From [`OAuth2Middleware`](crate::OAuth2Middleware) these errors arrive as
+/// [`reqwest_middleware::Error::Middleware`]; get ours back with a downcast:
+///
+/// ```
+/// # fn handle(err: reqwest_middleware::Error) {
+/// use reqwest_oauth2_refresh::Error;
+/// if let reqwest_middleware::Error::Middleware(e) = &err {
+///     if let Some(Error::InvalidGrant { .. }) = e.downcast_ref::<Error>() {
+///         // The refresh token is dead: send the user through sign-in again.
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The authorization server rejected the refresh token (`invalid_grant`):
+    /// it expired, was revoked or was already used. Only a new sign-in helps.
+    #[error("the refresh token was rejected (invalid_grant){}", describe(.description))]
+    InvalidGrant {
+        /// The server's `error_description`, if any.
+        description: Option<String>,
+    },
+
+    /// The token endpoint answered with an OAuth error other than
+    /// `invalid_grant` (RFC 6749 §5.2), for example `invalid_client`.
+    #[error("the token endpoint answered {status} with error `{error}`{}", describe(.description))]
+    OAuth {
+        /// The HTTP status of the answer (200 when the error came inside a 200).
+        status: StatusCode,
+        /// The OAuth `error` code.
+        error: String,
+        /// The server's `error_description`, if any.
+        description: Option<String>,
+        /// The server's `error_uri`, if any.
+        uri: Option<String>,
+    },
+
+    /// The token endpoint answered with an HTTP error status and no OAuth
+    /// error body (after retries, for a transient status).
+    #[error("the token endpoint answered {status}")]
+    HttpStatus {
+        /// The HTTP status of the last answer.
+        status: StatusCode,
+    },
+
+    /// The token endpoint could not be reached, or its answer could not be
+    /// read (after retries).
+    #[error("could not reach the token endpoint")]
+    Transport(#[source] Arc<reqwest::Error>),
+
+    /// The token endpoint answered something that is not a usable token
+    /// response.
+    #[error("invalid token response: {reason}")]
+    InvalidResponse {
+        /// What was wrong with it.
+        reason: String,
+        /// The parse error, if there was one.
+        #[source]
+        source: Option<Arc<serde_json::Error>>,
+    },
+
+    /// A token is needed but there is no refresh token to get one with.
+    #[error("no refresh token to renew the access token with")]
+    NoRefreshToken,
+
+    /// The manager has no tokens: none were given with
+    /// [`TokenManagerBuilder::tokens`](crate::TokenManagerBuilder::tokens) and
+    /// the store holds none.
+    #[error("no tokens: give a TokenSet to the builder or fill the store")]
+    NoTokens,
+
+    /// A refresh did not finish within its time budget.
+    #[error("the token refresh did not finish within {0:?}")]
+    Timeout(Duration),
+
+    /// The [`TokenStore`](crate::TokenStore) failed to load or save.
+    ///
+    /// When a save fails after a refresh, the new tokens are still used from
+    /// memory (the old refresh token may already be spent) and the save is
+    /// tried again at the next refresh.
+    #[error("the token store failed to {operation}")]
+    Store {
+        /// `"load"` or `"save"`.
+        operation: &'static str,
+        /// The store's error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
+    /// The builder's configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The refresh task ended without a result: it panicked, or the runtime
+    /// is shutting down.
+    #[error("the refresh task ended without a result")]
+    RefreshAborted,
+}
+
+impl Error {
+    pub(crate) fn store(operation: &'static str, source: BoxError) -> Self {
+        Error::Store {
+            operation,
+            source: Arc::from(source),
+        }
+    }
+
+    pub(crate) fn invalid_response(reason: impl Into<String>) -> Self {
+        Error::InvalidResponse {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// Whether trying again later may succeed (a transport failure, a timeout,
+    /// a 5xx or 429), as opposed to needing a person (`InvalidGrant`, bad
+    /// configuration).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport(_) | Error::Timeout(_) => true,
+            Error::HttpStatus { status } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            Error::OAuth { error, .. } => error == "temporarily_unavailable",
+            Error::Store { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+fn describe(description: &Option<String>) -> String {
+    match description {
+        Some(d) => format!(": {d}"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_carries_the_servers_words() {
+        let e = Error::OAuth {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client".into(),
+            description: Some("unknown client".into()),
+            uri: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the token endpoint answered 401 Unauthorized with error `invalid_client`: unknown client"
+        );
+        let e = Error::InvalidGrant { description: None };
+        assert_eq!(
+            e.to_string(),
+            "the refresh token was rejected (invalid_grant)"
+        );
+    }
+
+    #[test]
+    fn errors_are_send_sync_static() {
+        fn assert_bounds<T: Send + Sync + 'static + std::error::Error>() {}
+        assert_bounds::<Error>();
+    }
+}

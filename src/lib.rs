@@ -1,0 +1,74 @@
+//! Keeps OAuth 2.0 access tokens fresh for a [`reqwest`] client.
+//!
+//! Wrap your `reqwest::Client` once with [`OAuth2Middleware`] and stop
+//! thinking about tokens: the middleware attaches the access token to the
+//! origins you allow, refreshes it before it expires, and when an API still
+//! answers 401 it refreshes **once for everyone** (single flight), stores any
+//! rotated refresh token, and replays the original request.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use reqwest_oauth2_refresh::{OAuth2Middleware, TokenManager, TokenSet};
+//!
+//! let manager = TokenManager::builder("https://oauth2.googleapis.com/token")
+//!     .client_id("my-app.apps.googleusercontent.com")
+//!     .client_secret(std::env::var("GOOGLE_CLIENT_SECRET")?)
+//!     .tokens(
+//!         TokenSet::new(std::env::var("ACCESS_TOKEN")?)
+//!             .with_refresh_token(std::env::var("REFRESH_TOKEN")?)
+//!             .with_expires_in(Duration::from_secs(3599)),
+//!     )
+//!     .on_refresh(|tokens| {
+//!         // Persist the rotated refresh token before it is used.
+//!         let _ = tokens.refresh_token();
+//!     })
+//!     .build()?;
+//! let auth = OAuth2Middleware::builder(manager.clone())
+//!     .allow_origin("https://www.googleapis.com")
+//!     .build()?;
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(auth)
+//!     .build();
+//! let files = client
+//!     .get("https://www.googleapis.com/drive/v3/files")
+//!     .send()
+//!     .await?;
+//! # let _ = files; Ok(()) }
+//! ```
+//!
+//! The parts:
+//! - [`TokenSet`], [`AccessToken`], [`RefreshToken`]: the secrets, which
+//!   never show in `Debug` output.
+//! - [`TokenManager`]: the current tokens, single-flight refresh, rotation,
+//!   persistence through a [`TokenStore`]. Useful on its own.
+//! - [`OAuth2Middleware`]: the thin `reqwest-middleware` adapter.
+//! - [`Error`]: what went wrong, one variant per thing you can act on.
+//!
+//! TLS: this crate depends on `reqwest` without default features, so your own
+//! `reqwest` dependency decides the TLS stack (the default `reqwest` features
+//! include one).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod challenge;
+mod clock;
+mod endpoint;
+mod error;
+mod manager;
+mod middleware;
+mod origin;
+mod store;
+mod token;
+
+pub use clock::{Clock, SystemClock};
+pub use endpoint::ClientAuth;
+pub use error::{BoxError, Error};
+pub use manager::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT,
+    TokenManager, TokenManagerBuilder,
+};
+pub use middleware::{OAuth2Middleware, OAuth2MiddlewareBuilder, SkipOAuth2};
+pub use store::{MemoryStore, TokenStore};
+pub use token::{AccessToken, RefreshToken, TokenSet};

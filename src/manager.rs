@@ -1,0 +1,801 @@
+//! The token manager: the current token set, single-flight refresh,
+//! proactive refresh, rotation and persistence.
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use reqwest::Url;
+use reqwest::header::HeaderValue;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tracing::Instrument as _;
+
+use crate::clock::{Clock, SystemClock};
+use crate::endpoint::{ClientAuth, ClientSecret, RetryPolicy, TokenEndpoint};
+use crate::error::Error;
+use crate::store::{MemoryStore, TokenStore};
+use crate::token::{AccessToken, TokenSet};
+
+/// How long before expiry a token is refreshed, at most (it is also capped at
+/// half the token's lifetime).
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// The time budget of one refresh, retries included.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The timeout of one request to the token endpoint.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times a transient token-endpoint failure is retried.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// The first retry's delay; each further retry doubles it (with jitter).
+pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(250);
+/// After a failed refresh, how long further callers get the same error
+/// instead of another call to the token endpoint.
+pub const DEFAULT_FAILURE_COOLDOWN: Duration = Duration::from_secs(5);
+/// The largest token response that is read.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The time a store gets to load or save.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type RefreshHook = Arc<dyn Fn(&TokenSet) + Send + Sync + 'static>;
+
+/// Keeps one OAuth 2.0 token set fresh and shares it between tasks.
+///
+/// A `TokenManager` is a cheap handle: clones share one state, one refresh
+/// lock and one store. It works on its own (a gRPC interceptor, a websocket
+/// handshake) as well as behind [`OAuth2Middleware`](crate::OAuth2Middleware).
+///
+/// - [`access_token`](TokenManager::access_token) returns a valid token. With
+///   a fresh token it takes no lock and allocates nothing; within the leeway
+///   of expiry it refreshes first.
+/// - Refreshes are single flight: however many tasks need one at the same
+///   time, the token endpoint is called once and all of them get its result,
+///   success or error.
+/// - A rotated refresh token is saved to the store, and `on_refresh` is
+///   called, before any caller sees the new access token. When the server
+///   returns no refresh token, the old one is kept.
+/// - The refresh runs in its own task: a caller that gives up (a timeout, a
+///   dropped future) cannot abandon a refresh half way and lose a rotated
+///   refresh token.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+/// use std::time::Duration;
+/// use reqwest_oauth2_refresh::{TokenManager, TokenSet};
+///
+/// let manager = TokenManager::builder("https://oauth2.googleapis.com/token")
+///     .client_id("my-app")
+///     .client_secret(std::env::var("CLIENT_SECRET").unwrap_or_default())
+///     .tokens(
+///         TokenSet::new("ya29.current-access-token")
+///             .with_refresh_token("1//refresh-token")
+///             .with_expires_in(Duration::from_secs(3599)),
+///     )
+///     .on_refresh(|tokens| println!("new tokens, expiring at {:?}", tokens.expires_at()))
+///     .build()?;
+/// let token = manager.access_token().await?;
+/// # let _ = token; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TokenManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None` until the first token is needed and the store has been read.
+    current: ArcSwapOption<Current>,
+    /// Held for the whole of a refresh (or a load, or a save), by the task
+    /// that performs it.
+    flight: Arc<Mutex<FlightState>>,
+    /// Refresh attempts finished so far; lets a waiter tell that an attempt
+    /// ended while it waited for the lock, so it shares that outcome.
+    finished_attempts: AtomicU64,
+    endpoint: TokenEndpoint,
+    store: Arc<dyn TokenStore>,
+    seed: Option<TokenSet>,
+    on_refresh: Option<RefreshHook>,
+    clock: Arc<dyn Clock>,
+    leeway: Duration,
+    failure_cooldown: Duration,
+    store_timeout: Duration,
+}
+
+#[derive(Default)]
+struct FlightState {
+    last_failure: Option<Failure>,
+}
+
+struct Failure {
+    generation: u64,
+    at: SystemTime,
+    error: Error,
+}
+
+impl Failure {
+    /// Errors that no retry can fix until the tokens change.
+    fn is_permanent(&self) -> bool {
+        matches!(
+            self.error,
+            Error::InvalidGrant { .. } | Error::NoRefreshToken | Error::Config(_)
+        )
+    }
+}
+
+/// One published token set, with everything the hot path needs precomputed.
+pub(crate) struct Current {
+    pub(crate) generation: u64,
+    pub(crate) tokens: TokenSet,
+    /// `Bearer <token>`, marked sensitive, built once per refresh.
+    pub(crate) header: HeaderValue,
+    refresh_at: Option<SystemTime>,
+    expires_at: Option<SystemTime>,
+}
+
+impl Current {
+    fn new(generation: u64, tokens: TokenSet, leeway: Duration) -> Result<Self, Error> {
+        let mut header =
+            HeaderValue::try_from(format!("Bearer {}", tokens.access_token().secret())).map_err(
+                |_| Error::invalid_response("the access token cannot be sent in an HTTP header"),
+            )?;
+        header.set_sensitive(true);
+        // The first clone of a freshly built header moves its bytes into a
+        // shared allocation; doing it here keeps every later clone (one per
+        // request) to a reference-count increment.
+        drop(header.clone());
+        let expires_at = tokens.expires_at();
+        let refresh_at = tokens.expires_in().and_then(|lifetime| {
+            // Never refresh earlier than half-way through the lifetime, so
+            // that servers issuing tokens for seconds do not cause a refresh
+            // on every request.
+            let margin = leeway.min(lifetime / 2);
+            expires_at.and_then(|at| at.checked_sub(margin))
+        });
+        Ok(Self {
+            generation,
+            tokens,
+            header,
+            refresh_at,
+            expires_at,
+        })
+    }
+
+    fn is_fresh(&self, now: SystemTime) -> bool {
+        self.refresh_at.is_none_or(|at| now < at)
+    }
+
+    fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// What caused a refresh, for logs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trigger {
+    Expiry,
+    Rejected,
+    Forced,
+}
+
+impl TokenManager {
+    /// Starts building a manager for the token endpoint at `token_url`.
+    pub fn builder(token_url: &str) -> TokenManagerBuilder {
+        TokenManagerBuilder::new(token_url)
+    }
+
+    /// A valid access token: the current one, or a new one if the current one
+    /// is expired or within the leeway of its expiry.
+    ///
+    /// When a refresh before expiry fails and the current token is still
+    /// valid, the current token is returned (and the failure logged); the
+    /// error surfaces once the token has expired.
+    pub async fn access_token(&self) -> Result<AccessToken, Error> {
+        Ok(self.current().await?.tokens.access_token().clone())
+    }
+
+    /// Forces a refresh now and returns the new token set. Single flight:
+    /// callers that ask at the same time share one refresh.
+    pub async fn refresh(&self) -> Result<TokenSet, Error> {
+        let current = self.loaded().await?;
+        let next = self
+            .refresh_generation(current.generation, Trigger::Forced)
+            .await?;
+        Ok(next.tokens.clone())
+    }
+
+    /// Replaces the token set (after a new sign-in, say): saves it to the
+    /// store, calls `on_refresh`, and uses it from now on.
+    pub async fn set_tokens(&self, tokens: TokenSet) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut flight = self.lock_flight().await?;
+        let generation = inner.current.load().as_ref().map_or(0, |c| c.generation) + 1;
+        let next = Current::new(generation, tokens, inner.leeway).map_err(|_| {
+            Error::Config("the access token cannot be sent in an HTTP header".into())
+        })?;
+        let saved = self.save(&next.tokens).await;
+        self.publish(next, &mut flight);
+        saved
+    }
+
+    /// A copy of the current token set, if one has been loaded.
+    pub fn current_tokens(&self) -> Option<TokenSet> {
+        self.inner
+            .current
+            .load()
+            .as_ref()
+            .map(|current| current.tokens.clone())
+    }
+
+    /// The current `Authorization` value and its generation; the fast path
+    /// is one atomic load, a clock read and a reference-count increment.
+    pub(crate) async fn bearer(&self) -> Result<(HeaderValue, u64), Error> {
+        {
+            let guard = self.inner.current.load();
+            if let Some(current) = guard.as_ref()
+                && current.is_fresh(self.inner.clock.now())
+            {
+                return Ok((current.header.clone(), current.generation));
+            }
+        }
+        let current = self.current().await?;
+        Ok((current.header.clone(), current.generation))
+    }
+
+    /// After the API rejected the token of `generation`: refreshes it unless a
+    /// newer token exists already, and returns the token to replay with.
+    pub(crate) async fn refresh_rejected(&self, generation: u64) -> Result<HeaderValue, Error> {
+        let next = self
+            .refresh_generation(generation, Trigger::Rejected)
+            .await?;
+        Ok(next.header.clone())
+    }
+
+    /// The current token, refreshed first if it is stale.
+    async fn current(&self) -> Result<Arc<Current>, Error> {
+        let current = self.loaded().await?;
+        let now = self.inner.clock.now();
+        if current.is_fresh(now) {
+            return Ok(current);
+        }
+        match self
+            .refresh_generation(current.generation, Trigger::Expiry)
+            .await
+        {
+            Ok(next) => Ok(next),
+            Err(error) if !current.is_expired(self.inner.clock.now()) => {
+                tracing::warn!(
+                    error = %error,
+                    "refresh before expiry failed; using the current token while it is valid"
+                );
+                Ok(current)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The current token set, loading it from the store (or the builder's
+    /// seed) the first time.
+    async fn loaded(&self) -> Result<Arc<Current>, Error> {
+        if let Some(current) = self.inner.current.load_full() {
+            return Ok(current);
+        }
+        let mut flight = self.lock_flight().await?;
+        if let Some(current) = self.inner.current.load_full() {
+            return Ok(current);
+        }
+        let inner = &self.inner;
+        let stored = tokio::time::timeout(inner.store_timeout, inner.store.load())
+            .await
+            .map_err(|_| Error::Timeout(inner.store_timeout))?
+            .map_err(|e| Error::store("load", e))?;
+        let tokens = match (stored, &inner.seed) {
+            (Some(stored), _) => stored,
+            (None, Some(seed)) => {
+                // Seed the empty store, so that it holds what we use.
+                if let Err(error) = self.save(seed).await {
+                    tracing::warn!(error = %error, "could not seed the token store");
+                }
+                seed.clone()
+            }
+            (None, None) => return Err(Error::NoTokens),
+        };
+        let current = Current::new(1, tokens, inner.leeway)?;
+        Ok(self.publish(current, &mut flight))
+    }
+
+    async fn lock_flight(&self) -> Result<OwnedMutexGuard<FlightState>, Error> {
+        let wait = self.lock_wait();
+        tokio::time::timeout(wait, self.inner.flight.clone().lock_owned())
+            .await
+            .map_err(|_| Error::Timeout(wait))
+    }
+
+    /// The longest a caller waits for another task's refresh: its budget,
+    /// plus the store's, plus slack.
+    fn lock_wait(&self) -> Duration {
+        self.inner.endpoint.retry.budget + self.inner.store_timeout * 2 + Duration::from_secs(5)
+    }
+
+    /// Single flight: refreshes the token of `generation` unless a newer one
+    /// exists or another caller's attempt for it just failed.
+    async fn refresh_generation(
+        &self,
+        generation: u64,
+        trigger: Trigger,
+    ) -> Result<Arc<Current>, Error> {
+        let inner = &self.inner;
+        let attempts_before = inner.finished_attempts.load(Ordering::SeqCst);
+        let flight = self.lock_flight().await?;
+
+        // Double check under the lock: someone may have refreshed already.
+        let current = inner.current.load_full().ok_or(Error::NoTokens)?;
+        if current.generation != generation {
+            tracing::debug!(?trigger, "a newer token exists; not refreshing");
+            return Ok(current);
+        }
+        if let Some(failure) = &flight.last_failure
+            && failure.generation == generation
+        {
+            let ended_while_waiting =
+                inner.finished_attempts.load(Ordering::SeqCst) != attempts_before;
+            let cooling_down = inner
+                .clock
+                .now()
+                .duration_since(failure.at)
+                .map_or(true, |elapsed| elapsed < inner.failure_cooldown);
+            let unforced = !matches!(trigger, Trigger::Forced);
+            if ended_while_waiting || (unforced && (failure.is_permanent() || cooling_down)) {
+                return Err(failure.error.clone());
+            }
+        }
+
+        // The refresh runs in its own task, which owns the lock: if this
+        // caller is cancelled, the refresh still completes and is saved.
+        let this = self.clone();
+        let span = tracing::info_span!("oauth2_refresh", ?trigger, generation);
+        let task = tokio::spawn(
+            async move { this.refresh_locked(flight, current).await }.instrument(span),
+        );
+        match task.await {
+            Ok(result) => result,
+            Err(_) => Err(Error::RefreshAborted),
+        }
+    }
+
+    async fn refresh_locked(
+        &self,
+        mut flight: OwnedMutexGuard<FlightState>,
+        current: Arc<Current>,
+    ) -> Result<Arc<Current>, Error> {
+        let inner = &self.inner;
+        let result = match current.tokens.refresh_token() {
+            None => Err(Error::NoRefreshToken),
+            Some(refresh_token) => {
+                tracing::debug!("calling the token endpoint");
+                inner
+                    .endpoint
+                    .refresh(refresh_token, inner.clock.as_ref())
+                    .await
+            }
+        };
+        inner.finished_attempts.fetch_add(1, Ordering::SeqCst);
+        let mut tokens = match result {
+            Ok(tokens) => tokens,
+            Err(error) => {
+                tracing::warn!(error = %error, "token refresh failed");
+                flight.last_failure = Some(Failure {
+                    generation: current.generation,
+                    at: inner.clock.now(),
+                    error: error.clone(),
+                });
+                return Err(error);
+            }
+        };
+        if tokens.refresh_token().is_none() {
+            // RFC 6749 §6: no new refresh token means the old one stays valid.
+            tokens.set_refresh_token(current.tokens.refresh_token().cloned());
+        } else {
+            tracing::info!("the refresh token was rotated");
+        }
+        let next = Current::new(current.generation + 1, tokens, inner.leeway)?;
+        let saved = self.save(&next.tokens).await;
+        let next = self.publish(next, &mut flight);
+        tracing::info!(generation = next.generation, expires_at = ?next.expires_at, "token refreshed");
+        match saved {
+            Ok(()) => Ok(next),
+            Err(error) => {
+                // The old refresh token is spent: keep the new set in memory
+                // (it is published above) and keep trying to save it.
+                tracing::error!(error = %error, "could not save the refreshed tokens; retrying in the background");
+                tokio::spawn(retry_save(Arc::downgrade(inner), next.generation));
+                drop(flight);
+                Err(error)
+            }
+        }
+    }
+
+    /// Saves to the store and calls `on_refresh`. The caller holds the lock.
+    async fn save(&self, tokens: &TokenSet) -> Result<(), Error> {
+        let saved = save_to_store(&self.inner, tokens).await;
+        if let Some(hook) = &self.inner.on_refresh
+            && std::panic::catch_unwind(AssertUnwindSafe(|| hook(tokens))).is_err()
+        {
+            tracing::error!("the on_refresh hook panicked; the new tokens are used all the same");
+        }
+        saved
+    }
+
+    fn publish(&self, current: Current, flight: &mut FlightState) -> Arc<Current> {
+        flight.last_failure = None;
+        let current = Arc::new(current);
+        self.inner.current.store(Some(current.clone()));
+        current
+    }
+}
+
+/// One bounded save, in its own task so that a panicking store cannot take
+/// the refresh (and its spent refresh token) down with it.
+async fn save_to_store(inner: &Inner, tokens: &TokenSet) -> Result<(), Error> {
+    let store = inner.store.clone();
+    let tokens = tokens.clone();
+    let task = tokio::spawn(async move { store.save(&tokens).await });
+    match tokio::time::timeout(inner.store_timeout, task).await {
+        Err(_) => Err(Error::Timeout(inner.store_timeout)),
+        Ok(Err(_)) => Err(Error::store("save", "the store panicked".into())),
+        Ok(Ok(result)) => result.map_err(|e| Error::store("save", e)),
+    }
+}
+
+/// Retries saving generation `generation` until it succeeds, a newer set
+/// supersedes it, or the manager is dropped.
+async fn retry_save(inner: Weak<Inner>, generation: u64) {
+    let mut delay = Duration::from_secs(1);
+    for _ in 0..8 {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(60));
+        let Some(inner) = inner.upgrade() else { return };
+        let _flight = inner.flight.clone().lock_owned().await;
+        let Some(current) = inner.current.load_full() else {
+            return;
+        };
+        if current.generation != generation {
+            return;
+        }
+        match save_to_store(&inner, &current.tokens).await {
+            Ok(()) => {
+                tracing::info!(generation, "saved the refreshed tokens on retry");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, generation, "saving the refreshed tokens failed again")
+            }
+        }
+    }
+    tracing::error!(
+        generation,
+        "gave up saving the refreshed tokens; they live only in memory until the next refresh"
+    );
+}
+
+impl fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("TokenManager")
+            .field("token_url", &inner.endpoint.url.as_str())
+            .field("client_id", &inner.endpoint.client_id)
+            .field("client_auth", &inner.endpoint.auth)
+            .field(
+                "generation",
+                &inner.current.load().as_ref().map(|c| c.generation),
+            )
+            .field("store", &inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`TokenManager`]; start with [`TokenManager::builder`].
+pub struct TokenManagerBuilder {
+    token_url: String,
+    client_id: Option<String>,
+    client_secret: Option<ClientSecret>,
+    client_auth: Option<ClientAuth>,
+    tokens: Option<TokenSet>,
+    on_refresh: Option<RefreshHook>,
+    store: Option<Arc<dyn TokenStore>>,
+    http_client: Option<reqwest::Client>,
+    clock: Arc<dyn Clock>,
+    leeway: Duration,
+    retry: RetryPolicy,
+    failure_cooldown: Duration,
+    max_response_bytes: usize,
+    store_timeout: Duration,
+}
+
+impl TokenManagerBuilder {
+    fn new(token_url: &str) -> Self {
+        Self {
+            token_url: token_url.to_owned(),
+            client_id: None,
+            client_secret: None,
+            client_auth: None,
+            tokens: None,
+            on_refresh: None,
+            store: None,
+            http_client: None,
+            clock: Arc::new(SystemClock),
+            leeway: DEFAULT_LEEWAY,
+            retry: RetryPolicy {
+                attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+                budget: DEFAULT_REFRESH_TIMEOUT,
+                max_retries: DEFAULT_MAX_RETRIES,
+                base_delay: DEFAULT_RETRY_BASE_DELAY,
+            },
+            failure_cooldown: DEFAULT_FAILURE_COOLDOWN,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
+        }
+    }
+
+    /// The client identifier issued by the authorization server.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The client secret, for a confidential client. Omit it for a public
+    /// client. It never appears in `Debug` output or logs.
+    pub fn client_secret(mut self, client_secret: impl Into<String>) -> Self {
+        self.client_secret = Some(ClientSecret::new(client_secret.into()));
+        self
+    }
+
+    /// How to authenticate to the token endpoint. Default:
+    /// [`ClientAuth::SecretBasic`] with a secret, [`ClientAuth::None`] without.
+    pub fn client_auth(mut self, client_auth: ClientAuth) -> Self {
+        self.client_auth = Some(client_auth);
+        self
+    }
+
+    /// The token set to start from. With a [`store`](Self::store) that
+    /// already holds tokens, the store wins (another process may have rotated
+    /// them); these only seed an empty store.
+    pub fn tokens(mut self, tokens: TokenSet) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// Called with every new token set (after a refresh, or
+    /// [`TokenManager::set_tokens`]), after it is saved to the store and
+    /// before any request uses it. Keep it quick: refreshes wait for it.
+    pub fn on_refresh(mut self, hook: impl Fn(&TokenSet) + Send + Sync + 'static) -> Self {
+        self.on_refresh = Some(Arc::new(hook));
+        self
+    }
+
+    /// Where token sets are loaded from and saved to. Default: a
+    /// [`MemoryStore`].
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The HTTP client for the token endpoint. By default the manager builds
+    /// its own, which follows no redirects; a client given here should not
+    /// follow redirects either (a redirect answer is treated as an error).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Refresh this long before expiry, at most (never earlier than half-way
+    /// through the token's lifetime). Default [`DEFAULT_LEEWAY`].
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The time budget of one refresh, retries included. Default
+    /// [`DEFAULT_REFRESH_TIMEOUT`].
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.retry.budget = timeout;
+        self
+    }
+
+    /// The timeout of one request to the token endpoint. Default
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`].
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.retry.attempt_timeout = timeout;
+        self
+    }
+
+    /// How many times a transient failure (connection error, timeout, 5xx,
+    /// 429) is retried within the budget. Default [`DEFAULT_MAX_RETRIES`].
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.retry.max_retries = retries;
+        self
+    }
+
+    /// The first retry's delay; each further one doubles, with jitter. A
+    /// `Retry-After` header takes precedence. Default
+    /// [`DEFAULT_RETRY_BASE_DELAY`].
+    pub fn retry_base_delay(mut self, delay: Duration) -> Self {
+        self.retry.base_delay = delay;
+        self
+    }
+
+    /// After a failed refresh, how long other callers get the same error
+    /// instead of a new call to the token endpoint. `invalid_grant` is kept
+    /// until the tokens change. Default [`DEFAULT_FAILURE_COOLDOWN`].
+    pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
+        self.failure_cooldown = cooldown;
+        self
+    }
+
+    /// The largest token response read. Default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// The time source for expiry decisions. Default [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the configuration and builds the manager.
+    pub fn build(self) -> Result<TokenManager, Error> {
+        let url = Url::parse(&self.token_url)
+            .map_err(|e| Error::Config(format!("the token URL is not a URL: {e}")))?;
+        if !crate::origin::is_secure_url(&url) {
+            return Err(Error::Config(
+                "the token URL must use https (http only for loopback)".into(),
+            ));
+        }
+        let auth = match (self.client_auth, &self.client_secret) {
+            (Some(auth), _) => auth,
+            (None, Some(_)) => ClientAuth::SecretBasic,
+            (None, None) => ClientAuth::None,
+        };
+        match auth {
+            ClientAuth::SecretBasic | ClientAuth::SecretPost => {
+                if self.client_id.is_none() || self.client_secret.is_none() {
+                    return Err(Error::Config(format!(
+                        "{auth:?} needs both a client_id and a client_secret"
+                    )));
+                }
+            }
+            ClientAuth::None => {
+                if self.client_secret.is_some() {
+                    return Err(Error::Config(
+                        "a client_secret is set but client_auth is None".into(),
+                    ));
+                }
+            }
+        }
+        if self.retry.budget.is_zero() || self.retry.attempt_timeout.is_zero() {
+            return Err(Error::Config("timeouts must be greater than zero".into()));
+        }
+        let http = match self.http_client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| Error::Transport(Arc::new(e)))?,
+        };
+        if let Some(tokens) = &self.tokens
+            && HeaderValue::try_from(format!("Bearer {}", tokens.access_token().secret())).is_err()
+        {
+            return Err(Error::Config(
+                "the access token cannot be sent in an HTTP header".into(),
+            ));
+        }
+        Ok(TokenManager {
+            inner: Arc::new(Inner {
+                current: ArcSwapOption::empty(),
+                flight: Arc::new(Mutex::new(FlightState::default())),
+                finished_attempts: AtomicU64::new(0),
+                endpoint: TokenEndpoint {
+                    url,
+                    http,
+                    client_id: self.client_id,
+                    client_secret: self.client_secret,
+                    auth,
+                    retry: self.retry,
+                    max_response_bytes: self.max_response_bytes,
+                },
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                seed: self.tokens,
+                on_refresh: self.on_refresh,
+                clock: self.clock,
+                leeway: self.leeway,
+                failure_cooldown: self.failure_cooldown,
+                store_timeout: self.store_timeout,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for TokenManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenManagerBuilder")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("client_auth", &self.client_auth)
+            .field("tokens", &self.tokens)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leeway_is_capped_at_half_the_lifetime() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let tokens = TokenSet::new("a")
+            .with_expires_in(Duration::from_secs(10))
+            .with_issued_at(issued);
+        let current = Current::new(1, tokens, Duration::from_secs(60)).unwrap();
+        assert!(current.is_fresh(issued + Duration::from_millis(4999)));
+        assert!(!current.is_fresh(issued + Duration::from_secs(5)));
+        assert!(!current.is_expired(issued + Duration::from_secs(9)));
+        assert!(current.is_expired(issued + Duration::from_secs(10)));
+
+        let tokens = TokenSet::new("a")
+            .with_expires_in(Duration::from_secs(3600))
+            .with_issued_at(issued);
+        let current = Current::new(1, tokens, Duration::from_secs(60)).unwrap();
+        assert!(current.is_fresh(issued + Duration::from_secs(3539)));
+        assert!(!current.is_fresh(issued + Duration::from_secs(3540)));
+    }
+
+    #[test]
+    fn token_without_expiry_is_always_fresh() {
+        let current = Current::new(1, TokenSet::new("a"), DEFAULT_LEEWAY).unwrap();
+        assert!(current.is_fresh(SystemTime::now() + Duration::from_secs(10 * 365 * 86400)));
+    }
+
+    #[test]
+    fn builder_rejects_insecure_or_incomplete_configuration() {
+        let err = TokenManager::builder("http://auth.example.com/token")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        let err = TokenManager::builder("https://auth.example.com/token")
+            .client_secret("s")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        let err = TokenManager::builder("https://auth.example.com/token")
+            .client_id("id")
+            .client_secret("s")
+            .client_auth(ClientAuth::None)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(
+            TokenManager::builder("http://127.0.0.1:8080/token")
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let builder = TokenManager::builder("https://auth.example.com/token")
+            .client_id("id")
+            .client_secret("very-secret-value")
+            .tokens(TokenSet::new("access-secret").with_refresh_token("refresh-secret"));
+        let printed = format!("{builder:?}");
+        assert!(!printed.contains("very-secret-value"), "{printed}");
+        assert!(!printed.contains("access-secret"), "{printed}");
+        let manager = builder.build().unwrap();
+        let printed = format!("{manager:?}");
+        assert!(!printed.contains("very-secret-value"), "{printed}");
+    }
+}

@@ -1,0 +1,198 @@
+//! The reqwest middleware: attaches the token to allowed origins, refreshes
+//! on a refreshable 401 and replays the request once.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use http::Extensions;
+use reqwest::header::AUTHORIZATION;
+use reqwest::{Request, Response, StatusCode};
+use reqwest_middleware::{Middleware, Next};
+
+use crate::challenge;
+use crate::error::Error;
+use crate::manager::TokenManager;
+use crate::origin::Origin;
+
+/// Sends a request without the token: put it in the request's extensions.
+///
+/// ```no_run
+/// # async fn run(client: reqwest_middleware::ClientWithMiddleware) -> reqwest_middleware::Result<()> {
+/// use reqwest_oauth2_refresh::SkipOAuth2;
+/// client
+///     .get("https://api.example.com/public/health")
+///     .with_extension(SkipOAuth2)
+///     .send()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SkipOAuth2;
+
+/// Marks a call whose token was already refreshed after a 401, so that an
+/// outer layer that runs the call again (reqwest-retry) does not cause a
+/// second refresh and replay.
+#[derive(Debug, Clone, Copy)]
+struct RefreshedAfter401;
+
+/// Adds `Authorization: Bearer <token>` from a [`TokenManager`] to requests
+/// for allowed origins, and recovers from an expired or revoked token.
+///
+/// For each request:
+/// - it passes through untouched (no token, no refresh) when its origin is
+///   not allowed, when it already has an `Authorization` header, or when it
+///   carries the [`SkipOAuth2`] extension;
+/// - otherwise it gets a valid token (refreshed first if within the leeway of
+///   expiry), marked sensitive;
+/// - on a 401 that a new token may fix (no `WWW-Authenticate`, or a Bearer
+///   challenge with `error="invalid_token"` or no error), the token is
+///   refreshed, single flight, and the request is replayed once. A 401 for a
+///   token that has been replaced already is replayed with the new one, with
+///   no second refresh. A 401 on the replay is returned as is.
+///
+/// Replaying needs a copy of the request made before sending it. A request
+/// with a streaming body cannot be copied: it is sent all the same, and a 401
+/// for it is returned as is (the token is still refreshed for the next call
+/// only if another request hits the 401).
+///
+/// Errors of ours (a failed refresh) reach the caller as
+/// [`reqwest_middleware::Error::Middleware`]; downcast to [`Error`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use reqwest_oauth2_refresh::{OAuth2Middleware, TokenManager, TokenSet};
+///
+/// let manager = TokenManager::builder("https://auth.example.com/oauth/token")
+///     .client_id("my-app")
+///     .tokens(TokenSet::new("access").with_refresh_token("refresh"))
+///     .build()?;
+/// let auth = OAuth2Middleware::builder(manager)
+///     .allow_origin("https://api.example.com")
+///     .build()?;
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(auth)
+///     .build();
+/// let response = client.get("https://api.example.com/me").send().await?;
+/// # let _ = response; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OAuth2Middleware {
+    manager: TokenManager,
+    origins: Vec<Origin>,
+}
+
+impl OAuth2Middleware {
+    /// Starts building a middleware that takes its tokens from `manager`.
+    pub fn builder(manager: TokenManager) -> OAuth2MiddlewareBuilder {
+        OAuth2MiddlewareBuilder {
+            manager,
+            origins: Vec::new(),
+        }
+    }
+
+    /// The manager this middleware takes its tokens from.
+    pub fn manager(&self) -> &TokenManager {
+        &self.manager
+    }
+
+    fn applies_to(&self, request: &Request, extensions: &Extensions) -> bool {
+        extensions.get::<SkipOAuth2>().is_none()
+            && !request.headers().contains_key(AUTHORIZATION)
+            && self.origins.iter().any(|o| o.matches(request.url()))
+    }
+}
+
+#[async_trait]
+impl Middleware for OAuth2Middleware {
+    async fn handle(
+        &self,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        if !self.applies_to(&request, extensions) {
+            return next.run(request, extensions).await;
+        }
+        let (header, generation) = self
+            .manager
+            .bearer()
+            .await
+            .map_err(reqwest_middleware::Error::middleware)?;
+        request.headers_mut().insert(AUTHORIZATION, header);
+
+        let may_replay = extensions.get::<RefreshedAfter401>().is_none();
+        let replay = if may_replay {
+            request.try_clone()
+        } else {
+            None
+        };
+        let response = next.clone().run(request, extensions).await?;
+        if response.status() != StatusCode::UNAUTHORIZED || !may_replay {
+            return Ok(response);
+        }
+        if !challenge::refresh_may_help(response.headers()) {
+            tracing::debug!("401 with a challenge that a new token cannot fix; returned as is");
+            return Ok(response);
+        }
+        let Some(mut replay) = replay else {
+            tracing::debug!("401 for a request with a streaming body; it cannot be replayed");
+            return Ok(response);
+        };
+        extensions.insert(RefreshedAfter401);
+        let header = self
+            .manager
+            .refresh_rejected(generation)
+            .await
+            .map_err(reqwest_middleware::Error::middleware)?;
+        drop(response);
+        replay.headers_mut().insert(AUTHORIZATION, header);
+        tracing::debug!("replaying the request with the new token");
+        next.run(replay, extensions).await
+    }
+}
+
+impl fmt::Debug for OAuth2Middleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2Middleware")
+            .field("manager", &self.manager)
+            .field("origins", &self.origins)
+            .finish()
+    }
+}
+
+/// Configures an [`OAuth2Middleware`]; start with
+/// [`OAuth2Middleware::builder`].
+#[derive(Debug)]
+pub struct OAuth2MiddlewareBuilder {
+    manager: TokenManager,
+    origins: Vec<String>,
+}
+
+impl OAuth2MiddlewareBuilder {
+    /// Allows sending the token to `origin` (`https://host[:port]`; http only
+    /// for loopback hosts). Scheme, host and port must match a request's URL
+    /// exactly; subdomains are not included. Call it once per origin.
+    pub fn allow_origin(mut self, origin: &str) -> Self {
+        self.origins.push(origin.to_owned());
+        self
+    }
+
+    /// Checks the origins and builds the middleware. At least one origin is
+    /// required: a token with nowhere to go is a configuration mistake.
+    pub fn build(self) -> Result<OAuth2Middleware, Error> {
+        if self.origins.is_empty() {
+            return Err(Error::Config(
+                "allow at least one origin with allow_origin".into(),
+            ));
+        }
+        let origins = self
+            .origins
+            .iter()
+            .map(|o| Origin::parse(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OAuth2Middleware {
+            manager: self.manager,
+            origins,
+        })
+    }
+}

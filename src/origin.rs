@@ -1,0 +1,108 @@
+//! Which requests may carry the token: origins (scheme, host, port) and the
+//! https-or-loopback rule.
+
+use std::net::IpAddr;
+
+use reqwest::Url;
+
+use crate::error::Error;
+
+/// One allowed origin, compared exactly against each request's URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    pub(crate) fn parse(origin: &str) -> Result<Self, Error> {
+        let url = Url::parse(origin)
+            .map_err(|e| Error::Config(format!("`{origin}` is not an origin: {e}")))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::Config(format!(
+                "`{origin}` has credentials; an origin is scheme://host[:port]"
+            )));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::Config(format!(
+                "`{origin}` has a path, query or fragment; an origin is scheme://host[:port]"
+            )));
+        }
+        if !is_secure_url(&url) {
+            return Err(Error::Config(format!(
+                "`{origin}` is not https; tokens go over http only to loopback"
+            )));
+        }
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Err(Error::Config(format!("`{origin}` has no host")));
+        };
+        Ok(Self {
+            scheme: url.scheme().to_owned(),
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    pub(crate) fn matches(&self, url: &Url) -> bool {
+        url.scheme() == self.scheme
+            && url.host_str() == Some(self.host.as_str())
+            && url.port_or_known_default() == Some(self.port)
+    }
+}
+
+/// https anywhere, or http to a loopback address (development).
+pub(crate) fn is_secure_url(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => is_loopback(url),
+        _ => false,
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => {
+            let domain = domain.trim_end_matches('.');
+            domain.eq_ignore_ascii_case("localhost")
+                || domain.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn origin_matches_scheme_host_and_port_exactly() {
+        let origin = Origin::parse("https://API.example.com").unwrap();
+        assert!(origin.matches(&url("https://api.example.com/v1/x?y=1")));
+        assert!(origin.matches(&url("https://api.example.com:443/")));
+        assert!(!origin.matches(&url("http://api.example.com/")));
+        assert!(!origin.matches(&url("https://api.example.com:8443/")));
+        assert!(!origin.matches(&url("https://api.example.com.evil.net/")));
+        assert!(!origin.matches(&url("https://evil.net/api.example.com")));
+        assert!(!origin.matches(&url("https://x.api.example.com/")));
+    }
+
+    #[test]
+    fn origins_must_be_secure_and_bare() {
+        assert!(Origin::parse("http://api.example.com").is_err());
+        assert!(Origin::parse("https://api.example.com/v1").is_err());
+        assert!(Origin::parse("https://user:pw@api.example.com").is_err());
+        assert!(Origin::parse("ftp://api.example.com").is_err());
+        assert!(Origin::parse("not a url").is_err());
+        assert!(Origin::parse("http://127.0.0.1:8080").is_ok());
+        assert!(Origin::parse("http://[::1]:8080").is_ok());
+        assert!(Origin::parse("http://localhost:3000/").is_ok());
+        assert!(Origin::parse("http://10.0.0.1").is_err());
+    }
+}
