@@ -400,7 +400,11 @@ impl TokenManager {
         let next = Current::new(current.generation + 1, tokens, inner.leeway)?;
         let saved = self.save(&next.tokens).await;
         let next = self.publish(next, &mut flight);
-        tracing::info!(generation = next.generation, expires_at = ?next.expires_at, "token refreshed");
+        tracing::info!(
+            generation = next.generation,
+            expires_in_secs = next.tokens.expires_in().map(|d| d.as_secs()),
+            "token refreshed"
+        );
         match saved {
             Ok(()) => Ok(next),
             Err(error) => {

@@ -91,3 +91,15 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 }
+
+/// A shared store: keep a handle to inspect or reuse it.
+#[async_trait]
+impl<S: TokenStore> TokenStore for std::sync::Arc<S> {
+    async fn load(&self) -> Result<Option<TokenSet>, BoxError> {
+        (**self).load().await
+    }
+
+    async fn save(&self, tokens: &TokenSet) -> Result<(), BoxError> {
+        (**self).save(tokens).await
+    }
+}
