@@ -63,6 +63,10 @@ pub(crate) struct TokenEndpoint {
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<ClientSecret>,
     pub(crate) auth: ClientAuth,
+    /// RFC 6749 §6 `scope`, for servers that want it on every refresh.
+    pub(crate) scope: Option<String>,
+    /// Provider-specific form parameters.
+    pub(crate) extra_params: Vec<(String, String)>,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_response_bytes: usize,
 }
@@ -147,6 +151,12 @@ impl TokenEndpoint {
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "refresh_token");
         form.append_pair("refresh_token", refresh_token.secret());
+        if let Some(scope) = &self.scope {
+            form.append_pair("scope", scope);
+        }
+        for (name, value) in &self.extra_params {
+            form.append_pair(name, value);
+        }
         match self.auth {
             ClientAuth::SecretPost => {
                 if let Some(id) = &self.client_id {

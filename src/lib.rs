@@ -72,3 +72,8 @@ pub use manager::{
 pub use middleware::{OAuth2Middleware, OAuth2MiddlewareBuilder, SkipOAuth2};
 pub use store::{MemoryStore, TokenStore};
 pub use token::{AccessToken, RefreshToken, TokenSet};
+
+/// Compiles the README's code blocks as doctests, so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -291,8 +291,9 @@ impl TokenManager {
         let tokens = match (stored, &inner.seed) {
             (Some(stored), _) => stored,
             (None, Some(seed)) => {
-                // Seed the empty store, so that it holds what we use.
-                if let Err(error) = self.save(seed).await {
+                // Seed the empty store, so that it holds what we use. Not a
+                // new token set, so `on_refresh` is not told.
+                if let Err(error) = save_to_store(inner, seed).await {
                     tracing::warn!(error = %error, "could not seed the token store");
                 }
                 seed.clone()
@@ -503,6 +504,8 @@ pub struct TokenManagerBuilder {
     client_id: Option<String>,
     client_secret: Option<ClientSecret>,
     client_auth: Option<ClientAuth>,
+    scope: Option<String>,
+    extra_params: Vec<(String, String)>,
     tokens: Option<TokenSet>,
     on_refresh: Option<RefreshHook>,
     store: Option<Arc<dyn TokenStore>>,
@@ -522,6 +525,8 @@ impl TokenManagerBuilder {
             client_id: None,
             client_secret: None,
             client_auth: None,
+            scope: None,
+            extra_params: Vec::new(),
             tokens: None,
             on_refresh: None,
             store: None,
@@ -557,6 +562,21 @@ impl TokenManagerBuilder {
     /// [`ClientAuth::SecretBasic`] with a secret, [`ClientAuth::None`] without.
     pub fn client_auth(mut self, client_auth: ClientAuth) -> Self {
         self.client_auth = Some(client_auth);
+        self
+    }
+
+    /// The `scope` to ask for on each refresh (RFC 6749 §6). Omit it to keep
+    /// the originally granted scope; some providers (Microsoft Entra ID for
+    /// some resources) want it on every refresh.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// An extra form parameter for every refresh request, for providers that
+    /// need one (an `audience`, a `resource`). Call once per parameter.
+    pub fn extra_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_params.push((name.into(), value.into()));
         self
     }
 
@@ -706,6 +726,8 @@ impl TokenManagerBuilder {
                     client_id: self.client_id,
                     client_secret: self.client_secret,
                     auth,
+                    scope: self.scope,
+                    extra_params: self.extra_params,
                     retry: self.retry,
                     max_response_bytes: self.max_response_bytes,
                 },

@@ -100,6 +100,25 @@ async fn public_client_sends_its_client_id_only() {
     );
 }
 
+#[tokio::test]
+async fn scope_and_extra_parameters_are_sent() {
+    let server = MockServer::start().await;
+    issue(&server, token_body("a2", None, Some(60)), 1).await;
+    let manager = builder(&server)
+        .scope("openid offline_access api://x/.default")
+        .extra_param("resource", "https://api.example.com")
+        .tokens(tokens())
+        .build()
+        .unwrap();
+    manager.refresh().await.unwrap();
+    let fields = form(&server.received_requests().await.unwrap()[0].body);
+    assert!(fields.contains(&(
+        "scope".into(),
+        "openid offline_access api://x/.default".into()
+    )));
+    assert!(fields.contains(&("resource".into(), "https://api.example.com".into())));
+}
+
 /// Records every save, to check what was saved and when.
 #[derive(Debug, Default)]
 struct RecordingStore {
@@ -173,8 +192,8 @@ async fn rotated_refresh_token_is_saved_and_announced_before_use() {
         .collect();
     // The builder's seed, then each rotation.
     assert_eq!(saved, ["r1", "r2", "r3"]);
-    // The seed is announced too, when it fills the empty store.
-    assert_eq!(*announced.lock().unwrap(), ["r1", "r2", "r3"]);
+    // The seed fills the empty store but is not news to `on_refresh`.
+    assert_eq!(*announced.lock().unwrap(), ["r2", "r3"]);
 }
 
 #[tokio::test]
