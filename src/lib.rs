@@ -55,22 +55,30 @@ mod challenge;
 mod clock;
 mod endpoint;
 mod error;
+#[cfg(feature = "file-store")]
+mod file_store;
 mod manager;
 mod middleware;
 mod origin;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod store;
 mod token;
 
 pub use clock::{Clock, SystemClock};
 pub use endpoint::ClientAuth;
 pub use error::{BoxError, Error};
+#[cfg(feature = "file-store")]
+pub use file_store::FileStore;
 pub use manager::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT,
     TokenManager, TokenManagerBuilder,
 };
 pub use middleware::{OAuth2Middleware, OAuth2MiddlewareBuilder, SkipOAuth2};
-pub use store::{MemoryStore, TokenStore};
+#[cfg(feature = "redis")]
+pub use redis_store::{DEFAULT_LOCK_TTL, RedisStore};
+pub use store::{LockedSave, MemoryStore, StoreLock, TokenStore};
 pub use token::{AccessToken, RefreshToken, TokenSet};
 
 /// Compiles the README's code blocks as doctests, so that they stay true.

@@ -2,8 +2,9 @@
 //! proactive refresh, rotation and persistence.
 
 use std::fmt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -15,8 +16,9 @@ use tracing::Instrument as _;
 
 use crate::clock::{Clock, SystemClock};
 use crate::endpoint::{ClientAuth, ClientSecret, RetryPolicy, TokenEndpoint};
+use crate::error::BoxError;
 use crate::error::Error;
-use crate::store::{MemoryStore, TokenStore};
+use crate::store::{LockedSave, MemoryStore, StoreLock, TokenStore};
 use crate::token::{AccessToken, TokenSet};
 
 /// How long before expiry a token is refreshed, at most (it is also capped at
@@ -130,6 +132,9 @@ pub(crate) struct Current {
     pub(crate) header: HeaderValue,
     refresh_at: Option<SystemTime>,
     expires_at: Option<SystemTime>,
+    /// Whether the store holds this set; a set whose save failed must not
+    /// be replaced by the older stored one, whose refresh token is spent.
+    persisted: AtomicBool,
 }
 
 impl Current {
@@ -157,6 +162,7 @@ impl Current {
             header,
             refresh_at,
             expires_at,
+            persisted: AtomicBool::new(true),
         })
     }
 
@@ -175,6 +181,60 @@ pub(crate) enum Trigger {
     Expiry,
     Rejected,
     Forced,
+}
+
+/// How a refresh ended well.
+enum Outcome {
+    /// We spent the refresh token; `saved` says whether the store has the
+    /// new set.
+    Refreshed {
+        tokens: TokenSet,
+        saved: Result<(), Error>,
+    },
+    /// Another holder of the store had refreshed already; we use its set.
+    Adopted(TokenSet),
+}
+
+/// Whether two sets are different tokens (not just differently stamped).
+fn differs(a: &TokenSet, b: &TokenSet) -> bool {
+    a.access_token() != b.access_token() || a.refresh_token() != b.refresh_token()
+}
+
+/// The longest we wait for another process's refresh: its budget plus its
+/// store operations.
+fn store_lock_wait(inner: &Inner) -> Duration {
+    inner.endpoint.retry.budget + inner.store_timeout * 3
+}
+
+/// A store operation with the store's timeout.
+async fn bounded<T>(
+    inner: &Inner,
+    operation: &'static str,
+    future: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(inner.store_timeout, future).await {
+        Ok(result) => result.map_err(|e| Error::store(operation, e)),
+        Err(_) => Err(Error::Timeout(inner.store_timeout)),
+    }
+}
+
+/// A save under the store's lock, in its own task so that a panicking store
+/// cannot take the refresh (and its spent refresh token) down with it.
+async fn locked_save(
+    inner: &Inner,
+    mut lock: Box<dyn StoreLock>,
+    tokens: &TokenSet,
+) -> (Option<Box<dyn StoreLock>>, Result<LockedSave, Error>) {
+    let tokens = tokens.clone();
+    let task = tokio::spawn(async move {
+        let saved = lock.save(&tokens).await;
+        (lock, saved)
+    });
+    match tokio::time::timeout(inner.store_timeout, task).await {
+        Err(_) => (None, Err(Error::Timeout(inner.store_timeout))),
+        Ok(Err(_)) => (None, Err(Error::store("save", "the store panicked".into()))),
+        Ok(Ok((lock, saved))) => (Some(lock), saved.map_err(|e| Error::store("save", e))),
+    }
 }
 
 impl TokenManager {
@@ -213,6 +273,7 @@ impl TokenManager {
             Error::Config("the access token cannot be sent in an HTTP header".into())
         })?;
         let saved = self.save(&next.tokens).await;
+        next.persisted.store(saved.is_ok(), Ordering::SeqCst);
         self.publish(next, &mut flight);
         saved
     }
@@ -311,10 +372,14 @@ impl TokenManager {
             .map_err(|_| Error::Timeout(wait))
     }
 
-    /// The longest a caller waits for another task's refresh: its budget,
-    /// plus the store's, plus slack.
+    /// The longest a caller waits for another task's refresh: the wait for
+    /// the store's lock, then a refresh and its store operations, plus slack.
     fn lock_wait(&self) -> Duration {
-        self.inner.endpoint.retry.budget + self.inner.store_timeout * 2 + Duration::from_secs(5)
+        let inner = &self.inner;
+        store_lock_wait(inner)
+            + inner.endpoint.retry.budget
+            + inner.store_timeout * 4
+            + Duration::from_secs(5)
     }
 
     /// Single flight: refreshes the token of `generation` unless a newer one
@@ -344,6 +409,10 @@ impl TokenManager {
                 .now()
                 .duration_since(failure.at)
                 .map_or(true, |elapsed| elapsed < inner.failure_cooldown);
+            // A store that is briefly down (Redis restarting) should not
+            // fail requests for a whole cooldown: only the token endpoint's
+            // failures are remembered beyond the callers that waited.
+            let cooling_down = cooling_down && !matches!(failure.error, Error::Store { .. });
             let unforced = !matches!(trigger, Trigger::Forced);
             if ended_while_waiting || (unforced && (failure.is_permanent() || cooling_down)) {
                 return Err(failure.error.clone());
@@ -369,19 +438,16 @@ impl TokenManager {
         current: Arc<Current>,
     ) -> Result<Arc<Current>, Error> {
         let inner = &self.inner;
-        let result = match current.tokens.refresh_token() {
-            None => Err(Error::NoRefreshToken),
-            Some(refresh_token) => {
-                tracing::debug!("calling the token endpoint");
-                inner
-                    .endpoint
-                    .refresh(refresh_token, inner.clock.as_ref())
-                    .await
-            }
-        };
+        let result = self.coordinated_refresh(&current).await;
         inner.finished_attempts.fetch_add(1, Ordering::SeqCst);
-        let mut tokens = match result {
-            Ok(tokens) => tokens,
+        let (tokens, saved) = match result {
+            Ok(Outcome::Refreshed { tokens, saved }) => (tokens, saved),
+            Ok(Outcome::Adopted(tokens)) => {
+                tracing::info!("adopted the token set another holder of the store refreshed");
+                let next = Current::new(current.generation + 1, tokens, inner.leeway)?;
+                self.announce(&next.tokens);
+                return Ok(self.publish(next, &mut flight));
+            }
             Err(error) => {
                 tracing::warn!(error = %error, "token refresh failed");
                 flight.last_failure = Some(Failure {
@@ -392,14 +458,9 @@ impl TokenManager {
                 return Err(error);
             }
         };
-        if tokens.refresh_token().is_none() {
-            // RFC 6749 §6: no new refresh token means the old one stays valid.
-            tokens.set_refresh_token(current.tokens.refresh_token().cloned());
-        } else {
-            tracing::info!("the refresh token was rotated");
-        }
         let next = Current::new(current.generation + 1, tokens, inner.leeway)?;
-        let saved = self.save(&next.tokens).await;
+        next.persisted.store(saved.is_ok(), Ordering::SeqCst);
+        self.announce(&next.tokens);
         let next = self.publish(next, &mut flight);
         tracing::info!(
             generation = next.generation,
@@ -413,20 +474,168 @@ impl TokenManager {
                 // (it is published above) and keep trying to save it.
                 tracing::error!(error = %error, "could not save the refreshed tokens; retrying in the background");
                 tokio::spawn(retry_save(Arc::downgrade(inner), next.generation));
-                drop(flight);
                 Err(error)
             }
+        }
+    }
+
+    /// The refresh protocol: with a store that has a lock, "lock, re-read,
+    /// adopt what another holder refreshed or refresh ourselves, save,
+    /// release"; without one, refresh and save.
+    async fn coordinated_refresh(&self, current: &Current) -> Result<Outcome, Error> {
+        let inner = &self.inner;
+        let wait = store_lock_wait(inner);
+        let lock = tokio::time::timeout(wait + Duration::from_secs(1), inner.store.lock(wait))
+            .await
+            .map_err(|_| Error::Timeout(wait))?
+            .map_err(|e| Error::store("lock", e))?;
+        let Some(lock) = lock else {
+            return match self.spend(&current.tokens).await {
+                Ok(tokens) => {
+                    let saved = save_to_store(inner, &tokens).await;
+                    Ok(Outcome::Refreshed { tokens, saved })
+                }
+                Err(error @ Error::InvalidGrant { .. }) => {
+                    // Someone sharing the store may have rotated the token.
+                    match bounded(inner, "load", inner.store.load()).await {
+                        Ok(Some(stored))
+                            if stored.refresh_token() != current.tokens.refresh_token() =>
+                        {
+                            Ok(Outcome::Adopted(stored))
+                        }
+                        _ => Err(error),
+                    }
+                }
+                Err(error) => Err(error),
+            };
+        };
+        tracing::debug!("holding the store's refresh lock");
+        let (lock, result) = self.refresh_holding(current, lock).await;
+        if let Some(lock) = lock
+            && let Err(error) = bounded(inner, "release", lock.release()).await
+        {
+            tracing::warn!(error = %error, "could not release the store's refresh lock; it expires on its own");
+        }
+        result
+    }
+
+    /// The part of the protocol that runs while the store's lock is held.
+    /// Gives the lock back unless a panicking store took it down.
+    async fn refresh_holding(
+        &self,
+        current: &Current,
+        mut lock: Box<dyn StoreLock>,
+    ) -> (Option<Box<dyn StoreLock>>, Result<Outcome, Error>) {
+        let inner = &self.inner;
+        let stored = match bounded(inner, "load", lock.load()).await {
+            Ok(stored) => stored,
+            Err(error) => return (Some(lock), Err(error)),
+        };
+        // Our own set wins while it is not saved: the stored one holds a
+        // refresh token we have spent.
+        let persisted = current.persisted.load(Ordering::SeqCst);
+        let base = match stored {
+            Some(stored) if persisted && differs(&stored, &current.tokens) => {
+                match Current::new(0, stored.clone(), inner.leeway) {
+                    Ok(candidate) if candidate.is_fresh(inner.clock.now()) => {
+                        return (Some(lock), Ok(Outcome::Adopted(stored)));
+                    }
+                    // Stale too: refresh with the newer refresh token.
+                    _ => stored,
+                }
+            }
+            _ => current.tokens.clone(),
+        };
+        let tokens = match self.spend(&base).await {
+            Ok(tokens) => tokens,
+            Err(error @ Error::InvalidGrant { .. }) => {
+                // A holder whose lock expired may have rotated it meanwhile.
+                return match bounded(inner, "load", lock.load()).await {
+                    Ok(Some(stored)) if stored.refresh_token() != base.refresh_token() => {
+                        (Some(lock), Ok(Outcome::Adopted(stored)))
+                    }
+                    _ => (Some(lock), Err(error)),
+                };
+            }
+            Err(error) => return (Some(lock), Err(error)),
+        };
+        let (lock, saved) = locked_save(inner, lock, &tokens).await;
+        match saved {
+            Ok(LockedSave::Saved) => (
+                lock,
+                Ok(Outcome::Refreshed {
+                    tokens,
+                    saved: Ok(()),
+                }),
+            ),
+            Ok(LockedSave::Superseded) => {
+                // Our lock expired and another holder saved a newer set: the
+                // fleet uses that one, so do we.
+                tracing::warn!(
+                    "the store's lock expired during the refresh; adopting the newer stored set"
+                );
+                let Some(mut lock) = lock else {
+                    return (
+                        None,
+                        Ok(Outcome::Refreshed {
+                            tokens,
+                            saved: Ok(()),
+                        }),
+                    );
+                };
+                match bounded(inner, "load", lock.load()).await {
+                    Ok(Some(stored)) => (Some(lock), Ok(Outcome::Adopted(stored))),
+                    _ => (
+                        Some(lock),
+                        Ok(Outcome::Refreshed {
+                            tokens,
+                            saved: Ok(()),
+                        }),
+                    ),
+                }
+            }
+            Err(error) => (
+                lock,
+                Ok(Outcome::Refreshed {
+                    tokens,
+                    saved: Err(error),
+                }),
+            ),
+        }
+    }
+
+    /// Spends the refresh token of `base` at the token endpoint. When the
+    /// server returns no new refresh token, the old one stays (RFC 6749 §6).
+    async fn spend(&self, base: &TokenSet) -> Result<TokenSet, Error> {
+        let inner = &self.inner;
+        let refresh_token = base.refresh_token().ok_or(Error::NoRefreshToken)?;
+        tracing::debug!("calling the token endpoint");
+        let mut tokens = inner
+            .endpoint
+            .refresh(refresh_token, inner.clock.as_ref())
+            .await?;
+        if tokens.refresh_token().is_none() {
+            tokens.set_refresh_token(Some(refresh_token.clone()));
+        } else {
+            tracing::info!("the refresh token was rotated");
+        }
+        Ok(tokens)
+    }
+
+    /// Calls `on_refresh` with a new token set; a panic there is logged, not
+    /// allowed to lose the tokens.
+    fn announce(&self, tokens: &TokenSet) {
+        if let Some(hook) = &self.inner.on_refresh
+            && std::panic::catch_unwind(AssertUnwindSafe(|| hook(tokens))).is_err()
+        {
+            tracing::error!("the on_refresh hook panicked; the new tokens are used all the same");
         }
     }
 
     /// Saves to the store and calls `on_refresh`. The caller holds the lock.
     async fn save(&self, tokens: &TokenSet) -> Result<(), Error> {
         let saved = save_to_store(&self.inner, tokens).await;
-        if let Some(hook) = &self.inner.on_refresh
-            && std::panic::catch_unwind(AssertUnwindSafe(|| hook(tokens))).is_err()
-        {
-            tracing::error!("the on_refresh hook panicked; the new tokens are used all the same");
-        }
+        self.announce(tokens);
         saved
     }
 
@@ -466,9 +675,17 @@ async fn retry_save(inner: Weak<Inner>, generation: u64) {
         if current.generation != generation {
             return;
         }
-        match save_to_store(&inner, &current.tokens).await {
-            Ok(()) => {
-                tracing::info!(generation, "saved the refreshed tokens on retry");
+        match save_coordinated(&inner, &current.tokens).await {
+            Ok(saved) => {
+                if saved == LockedSave::Saved {
+                    tracing::info!(generation, "saved the refreshed tokens on retry");
+                } else {
+                    tracing::warn!(
+                        generation,
+                        "a newer token set was stored meanwhile; not overwriting it"
+                    );
+                }
+                current.persisted.store(true, Ordering::SeqCst);
                 return;
             }
             Err(error) => {
@@ -480,6 +697,34 @@ async fn retry_save(inner: Weak<Inner>, generation: u64) {
         generation,
         "gave up saving the refreshed tokens; they live only in memory until the next refresh"
     );
+}
+
+/// A save outside a refresh, under the store's lock when it has one.
+async fn save_coordinated(inner: &Inner, tokens: &TokenSet) -> Result<LockedSave, Error> {
+    let wait = store_lock_wait(inner);
+    let lock = tokio::time::timeout(wait + Duration::from_secs(1), inner.store.lock(wait))
+        .await
+        .map_err(|_| Error::Timeout(wait))?
+        .map_err(|e| Error::store("lock", e))?;
+    let Some(mut lock) = lock else {
+        return save_to_store(inner, tokens)
+            .await
+            .map(|()| LockedSave::Saved);
+    };
+    // Read first: the save is fenced on the version read under the lock.
+    match bounded(inner, "load", lock.load()).await {
+        Ok(_) => {
+            let (lock, saved) = locked_save(inner, lock, tokens).await;
+            if let Some(lock) = lock {
+                let _ = bounded(inner, "release", lock.release()).await;
+            }
+            saved
+        }
+        Err(error) => {
+            let _ = bounded(inner, "release", lock.release()).await;
+            Err(error)
+        }
+    }
 }
 
 impl fmt::Debug for TokenManager {

@@ -2,13 +2,15 @@
 
 use std::fmt;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::error::BoxError;
 use crate::token::TokenSet;
 
-/// Loads and saves the current [`TokenSet`].
+/// Loads and saves the current [`TokenSet`], and optionally coordinates
+/// refreshes between processes or hosts that share it.
 ///
 /// The manager calls [`TokenStore::save`] after every refresh and waits for
 /// it before any request uses the new access token, so that a rotated refresh
@@ -16,8 +18,10 @@ use crate::token::TokenSet;
 /// once, before the first token is needed: a store that already holds tokens
 /// wins over the ones given to the builder.
 ///
-/// Implementations must be cheap to call concurrently; the manager never
-/// calls `save` for the same manager twice at once.
+/// A store shared by several processes should also implement
+/// [`TokenStore::lock`]: the manager then refreshes with the protocol
+/// "lock, re-read, refresh only if nobody else has, save, release", so that a
+/// refresh token is never spent twice across the fleet.
 ///
 /// ```
 /// use async_trait::async_trait;
@@ -44,6 +48,44 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
 
     /// Replaces the stored token set. Return only once it is durable.
     async fn save(&self, tokens: &TokenSet) -> Result<(), BoxError>;
+
+    /// Takes the store's refresh lock, shared by every process that uses
+    /// this store, waiting at most `wait`. `Ok(None)` (the default) means the
+    /// store has no such lock and coordination stays within the process.
+    ///
+    /// A lock must be released if its holder dies (an OS file lock, a lock
+    /// with an expiry).
+    async fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>, BoxError> {
+        let _ = wait;
+        Ok(None)
+    }
+}
+
+/// A held refresh lock of a [`TokenStore`]: load and save through it while
+/// it is held. Dropping it without [`StoreLock::release`] must release it
+/// too (perhaps later, when a lock with an expiry expires).
+#[async_trait]
+pub trait StoreLock: Send + Sync + fmt::Debug {
+    /// Re-reads the stored token set under the lock.
+    async fn load(&mut self) -> Result<Option<TokenSet>, BoxError>;
+
+    /// Saves under the lock. A lock that can expire must fence: save only if
+    /// the stored set is still the one [`StoreLock::load`] read, and answer
+    /// [`LockedSave::Superseded`] otherwise.
+    async fn save(&mut self, tokens: &TokenSet) -> Result<LockedSave, BoxError>;
+
+    /// Releases the lock.
+    async fn release(self: Box<Self>) -> Result<(), BoxError>;
+}
+
+/// The outcome of [`StoreLock::save`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockedSave {
+    /// Saved.
+    Saved,
+    /// Not saved: another holder wrote a newer set after the lock expired.
+    Superseded,
 }
 
 /// The default store: keeps the token set in memory, for one process.
@@ -101,5 +143,9 @@ impl<S: TokenStore> TokenStore for std::sync::Arc<S> {
 
     async fn save(&self, tokens: &TokenSet) -> Result<(), BoxError> {
         (**self).save(tokens).await
+    }
+
+    async fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>, BoxError> {
+        (**self).lock(wait).await
     }
 }

@@ -2,6 +2,8 @@
 //! client wired like a user's.
 #![allow(dead_code)]
 
+pub mod auth_server;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};

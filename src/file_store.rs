@@ -1,0 +1,416 @@
+//! A token file shared by the processes of one host.
+
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::error::{BoxError, Error};
+use crate::store::{LockedSave, StoreLock, TokenStore};
+use crate::token::TokenSet;
+
+/// The largest token file read; a token set is a few KiB at most.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Stores the token set in a JSON file, for one or many processes on a host.
+///
+/// - Writes are atomic: a temporary file in the same directory, `fsync`,
+///   `rename`, `fsync` of the directory. A process killed at any moment
+///   leaves the old or the new token set, never a torn file.
+/// - The file is created with mode `0600`, and a token file that other users
+///   can read (or write) is refused with a clear error.
+/// - Refreshes are coordinated between processes through an advisory lock on
+///   a sidecar file, `<path>.lock`: the process that takes it re-reads the
+///   file and refreshes only if nobody else has. The OS releases the lock of
+///   a process that dies.
+///
+/// What it protects: the tokens from other users of the machine (file
+/// permissions), and the session from torn writes and double-spent refresh
+/// tokens. What it does not: the tokens are in clear on disk, readable by
+/// this user, by root and by anyone with the disk or its backups. Use an
+/// encrypted volume, or a [`TokenStore`] of your own that encrypts, if that
+/// matters.
+///
+/// ```no_run
+/// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+/// use reqwest_oauth2_refresh::{FileStore, TokenManager};
+///
+/// let manager = TokenManager::builder("https://auth.example.com/oauth/token")
+///     .client_id("my-app")
+///     .store(FileStore::new("/var/lib/my-app/tokens.json")?)
+///     .build()?;
+/// # let _ = manager; Ok(()) }
+/// ```
+pub struct FileStore {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl FileStore {
+    /// A store for the token file at `path`, which need not exist yet (its
+    /// directory must, by the time tokens are saved).
+    pub fn new(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let Some(name) = path.file_name() else {
+            return Err(Error::Config(format!(
+                "the token file path `{}` names no file",
+                path.display()
+            )));
+        };
+        let mut lock_name = name.to_os_string();
+        lock_name.push(".lock");
+        let lock_path = path.with_file_name(lock_name);
+        Ok(Self { path, lock_path })
+    }
+
+    /// The token file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// An I/O failure with the file it concerns.
+#[derive(Debug)]
+struct FileError {
+    what: String,
+    source: io::Error,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl std::error::Error for FileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> BoxError {
+    let what = what.into();
+    move |source| Box::new(FileError { what, source })
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BoxError> + Send + 'static,
+) -> Result<T, BoxError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| BoxError::from("the file store's worker thread panicked"))?
+}
+
+fn read_tokens(path: &Path) -> Result<Option<TokenSet>, BoxError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(format!("cannot open {}", path.display()))(e)),
+    };
+    check_private(&file, path)?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io_error(format!("cannot read {}", path.display())))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("{} is larger than a token file can be", path.display()).into());
+    }
+    // The parse error would quote the file's content: keep only its place.
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        format!(
+            "{} is not a token file (JSON error at line {}, column {})",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+        .into()
+    })
+}
+
+#[cfg(unix)]
+fn check_private(file: &File, path: &Path) -> Result<(), BoxError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = file
+        .metadata()
+        .map_err(io_error(format!("cannot stat {}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "refusing to use the token file {}: other users can access it (mode {:o}); \
+             run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &File, _: &Path) -> Result<(), BoxError> {
+    Ok(())
+}
+
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Write to a temporary file beside the target, sync, rename over it, sync
+/// the directory: the file holds the old set or the new one, never half.
+fn write_tokens(path: &Path, tokens: &TokenSet) -> Result<(), BoxError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let json = serde_json::to_vec_pretty(tokens)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut file = private_options()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(io_error(format!("cannot create {}", temp.display())))?;
+        file.write_all(&json)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(format!("cannot write {}", temp.display())))?;
+        std::fs::rename(&temp, path)
+            .map_err(io_error(format!("cannot replace {}", path.display())))?;
+        Ok::<_, BoxError>(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
+    sync_dir(dir)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<(), BoxError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(format!("cannot sync {}", dir.display())))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_: &Path) -> Result<(), BoxError> {
+    Ok(())
+}
+
+#[async_trait]
+impl TokenStore for FileStore {
+    async fn load(&self) -> Result<Option<TokenSet>, BoxError> {
+        let path = self.path.clone();
+        blocking(move || read_tokens(&path)).await
+    }
+
+    async fn save(&self, tokens: &TokenSet) -> Result<(), BoxError> {
+        let path = self.path.clone();
+        let tokens = tokens.clone();
+        blocking(move || write_tokens(&path, &tokens)).await
+    }
+
+    async fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>, BoxError> {
+        let lock_path = self.lock_path.clone();
+        let file = blocking(move || {
+            private_options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(io_error(format!("cannot open {}", lock_path.display())))
+        })
+        .await?;
+        // Poll rather than block a thread: the wait stays bounded and the
+        // runtime keeps its threads.
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(e)) => {
+                    return Err(io_error(format!(
+                        "cannot lock {}",
+                        self.lock_path.display()
+                    ))(e));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "another process held {} for longer than {wait:?}",
+                    self.lock_path.display()
+                )
+                .into());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        Ok(Some(Box::new(FileLock {
+            file,
+            path: self.path.clone(),
+        })))
+    }
+}
+
+/// The held sidecar lock. Closing the file (drop, or the process dying)
+/// releases it.
+struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl fmt::Debug for FileLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileLock")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl StoreLock for FileLock {
+    async fn load(&mut self) -> Result<Option<TokenSet>, BoxError> {
+        let path = self.path.clone();
+        blocking(move || read_tokens(&path)).await
+    }
+
+    /// An OS lock cannot expire while its holder lives, so no fencing.
+    async fn save(&mut self, tokens: &TokenSet) -> Result<LockedSave, BoxError> {
+        let path = self.path.clone();
+        let tokens = tokens.clone();
+        blocking(move || write_tokens(&path, &tokens)).await?;
+        Ok(LockedSave::Saved)
+    }
+
+    async fn release(self: Box<Self>) -> Result<(), BoxError> {
+        self.file.unlock().map_err(io_error(format!(
+            "cannot unlock {}.lock",
+            self.path.display()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "oauth2-refresh-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn saves_privately_and_loads_back() {
+        let dir = temp_dir("roundtrip");
+        let store = FileStore::new(dir.join("tokens.json")).unwrap();
+        assert!(store.load().await.unwrap().is_none());
+        let tokens = TokenSet::new("a")
+            .with_refresh_token("r")
+            .with_expires_in(Duration::from_secs(60));
+        store.save(&tokens).await.unwrap();
+        let back = store.load().await.unwrap().unwrap();
+        assert_eq!(back.refresh_token().unwrap().secret(), "r");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["tokens.json"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn refuses_a_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = temp_dir("perms");
+        let path = dir.join("tokens.json");
+        std::fs::write(&path, r#"{"access_token":"a","issued_at":0}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = FileStore::new(&path).unwrap().load().await.unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn garbage_is_refused_without_quoting_it() {
+        let dir = temp_dir("garbage");
+        let path = dir.join("tokens.json");
+        private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"access_token\": \"secret-value\"")
+            .unwrap();
+        let err = FileStore::new(&path).unwrap().load().await.unwrap_err();
+        assert!(!err.to_string().contains("secret-value"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn lock_is_exclusive_and_bounded() {
+        let dir = temp_dir("lock");
+        let store = FileStore::new(dir.join("tokens.json")).unwrap();
+        let held = store.lock(Duration::from_secs(1)).await.unwrap().unwrap();
+        let err = store.lock(Duration::from_millis(50)).await.unwrap_err();
+        assert!(err.to_string().contains("longer than"), "{err}");
+        held.release().await.unwrap();
+        let again = store.lock(Duration::from_millis(50)).await.unwrap();
+        assert!(again.is_some());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_path_must_name_a_file() {
+        assert!(FileStore::new("/").is_err());
+        let store = FileStore::new("dir/tokens.json").unwrap();
+        assert_eq!(store.lock_path, Path::new("dir/tokens.json.lock"));
+    }
+}
