@@ -80,55 +80,114 @@ enum AttemptError {
     Permanent(Error),
 }
 
+/// What the token endpoint is asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Grant<'a> {
+    /// RFC 6749 §6: spend a refresh token.
+    Refresh(&'a RefreshToken),
+    /// RFC 6749 §4.4: a new token for the client itself.
+    ClientCredentials,
+}
+
+/// Which kind of token is revoked: RFC 7009 `token_type_hint`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TokenKind {
+    Access,
+    Refresh,
+}
+
+/// One answer, read and capped.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+    received_at: SystemTime,
+}
+
 impl TokenEndpoint {
-    /// Spends `refresh_token` for a new token set (RFC 6749 §6). Transient
-    /// failures are retried with backoff while the budget lasts.
-    pub(crate) async fn refresh(
+    /// Asks the token endpoint for a new token set. Transient failures are
+    /// retried with backoff while the budget lasts.
+    pub(crate) async fn token(
         &self,
-        refresh_token: &RefreshToken,
+        grant: Grant<'_>,
         clock: &dyn Clock,
     ) -> Result<TokenSet, Error> {
-        let budget = self.retry.budget;
-        match tokio::time::timeout(budget, self.refresh_with_retries(refresh_token, clock)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout(budget)),
-        }
+        let url = self.url.clone();
+        self.call(&url, self.grant_form(grant), clock, interpret_token)
+            .await
     }
 
-    async fn refresh_with_retries(
+    /// Revokes a token at an RFC 7009 endpoint. 200 means revoked, also for
+    /// a token the server does not know; 503 and other transient answers are
+    /// retried.
+    pub(crate) async fn revoke(
         &self,
-        refresh_token: &RefreshToken,
+        url: &Url,
+        token: &str,
+        kind: TokenKind,
         clock: &dyn Clock,
-    ) -> Result<TokenSet, Error> {
-        let deadline = tokio::time::Instant::now() + self.retry.budget;
-        let mut retries = 0;
-        loop {
-            match self.attempt(refresh_token, clock).await {
-                Ok(tokens) => return Ok(tokens),
-                Err(AttemptError::Permanent(error)) => return Err(error),
-                Err(AttemptError::Transient { error, retry_after }) => {
-                    if retries >= self.retry.max_retries {
-                        return Err(error);
-                    }
-                    let delay = retry_after.unwrap_or_else(|| self.backoff(retries));
-                    if tokio::time::Instant::now() + delay >= deadline {
+    ) -> Result<(), Error> {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token);
+        form.append_pair(
+            "token_type_hint",
+            match kind {
+                TokenKind::Access => "access_token",
+                TokenKind::Refresh => "refresh_token",
+            },
+        );
+        self.append_client_auth(&mut form);
+        self.call(url, form.finish(), clock, interpret_revocation)
+            .await
+    }
+
+    async fn call<T>(
+        &self,
+        url: &Url,
+        body: String,
+        clock: &dyn Clock,
+        interpret: fn(Answer) -> Result<T, AttemptError>,
+    ) -> Result<T, Error> {
+        let budget = self.retry.budget;
+        let deadline = tokio::time::Instant::now() + budget;
+        let attempts = async {
+            let mut retries = 0;
+            loop {
+                let result = match self.attempt(url, &body, clock).await {
+                    Ok(answer) => interpret(answer),
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(value) => return Ok(value),
+                    Err(AttemptError::Permanent(error)) => return Err(error),
+                    Err(AttemptError::Transient { error, retry_after }) => {
+                        if retries >= self.retry.max_retries {
+                            return Err(error);
+                        }
+                        let delay = retry_after.unwrap_or_else(|| self.backoff(retries));
+                        if tokio::time::Instant::now() + delay >= deadline {
+                            tracing::warn!(
+                                ?delay,
+                                error = %error,
+                                "authorization server failed; no time left in the budget to retry"
+                            );
+                            return Err(error);
+                        }
+                        retries += 1;
                         tracing::warn!(
+                            retry = retries,
                             ?delay,
                             error = %error,
-                            "token endpoint failed; no time left in the refresh budget to retry"
+                            "authorization server failed transiently; retrying"
                         );
-                        return Err(error);
+                        tokio::time::sleep(delay).await;
                     }
-                    retries += 1;
-                    tracing::warn!(
-                        retry = retries,
-                        ?delay,
-                        error = %error,
-                        "token endpoint failed transiently; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
                 }
             }
+        };
+        match tokio::time::timeout_at(deadline, attempts).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(budget)),
         }
     }
 
@@ -147,16 +206,30 @@ impl TokenEndpoint {
         step.mul_f64(fraction)
     }
 
-    fn form_body(&self, refresh_token: &RefreshToken) -> String {
+    fn grant_form(&self, grant: Grant<'_>) -> String {
         let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "refresh_token");
-        form.append_pair("refresh_token", refresh_token.secret());
+        match grant {
+            Grant::Refresh(refresh_token) => {
+                form.append_pair("grant_type", "refresh_token");
+                form.append_pair("refresh_token", refresh_token.secret());
+            }
+            Grant::ClientCredentials => {
+                form.append_pair("grant_type", "client_credentials");
+            }
+        }
         if let Some(scope) = &self.scope {
             form.append_pair("scope", scope);
         }
         for (name, value) in &self.extra_params {
             form.append_pair(name, value);
         }
+        self.append_client_auth(&mut form);
+        form.finish()
+    }
+
+    /// Client authentication in the body: both for `client_secret_post`,
+    /// the id alone for a public client, nothing for Basic.
+    fn append_client_auth(&self, form: &mut form_urlencoded::Serializer<'_, String>) {
         match self.auth {
             ClientAuth::SecretPost => {
                 if let Some(id) = &self.client_id {
@@ -173,7 +246,6 @@ impl TokenEndpoint {
             }
             ClientAuth::SecretBasic => {}
         }
-        form.finish()
     }
 
     /// `Basic base64(urlencode(id) ":" urlencode(secret))`: RFC 6749 §2.3.1
@@ -193,21 +265,23 @@ impl TokenEndpoint {
         Some(value)
     }
 
+    /// One POST, its answer read within the size cap.
     async fn attempt(
         &self,
-        refresh_token: &RefreshToken,
+        url: &Url,
+        body: &str,
         clock: &dyn Clock,
-    ) -> Result<TokenSet, AttemptError> {
+    ) -> Result<Answer, AttemptError> {
         let mut request = self
             .http
-            .post(self.url.clone())
+            .post(url.clone())
             .header(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
             )
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .timeout(self.retry.attempt_timeout)
-            .body(self.form_body(refresh_token));
+            .body(body.to_owned());
         if let Some(basic) = self.basic_credentials() {
             request = request.header(AUTHORIZATION, basic);
         }
@@ -228,61 +302,88 @@ impl TokenEndpoint {
         let received_at = clock.now();
         let status = response.status();
         let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
-
-        let body = match read_capped(&mut response, self.max_response_bytes).await {
-            Ok(body) => body,
-            Err(ReadError::TooLarge) => {
-                return Err(AttemptError::Permanent(Error::invalid_response(format!(
-                    "the response exceeds {} bytes",
-                    self.max_response_bytes
-                ))));
-            }
-            Err(ReadError::Transport(e)) => {
-                return Err(AttemptError::Transient {
-                    error: Error::Transport(Arc::new(e.without_url())),
-                    retry_after: None,
-                });
-            }
-        };
-
-        let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-        if status.is_redirection() {
-            return Err(AttemptError::Permanent(Error::invalid_response(format!(
-                "the token endpoint answered {status}; redirects are not followed"
-            ))));
-        }
-        let parsed = serde_json::from_slice::<Value>(&body);
-        if let Ok(Value::Object(map)) = &parsed
-            && let Some(error) = oauth_error(map, status)
-        {
-            return Err(if transient || is_transient_oauth_error(&error) {
-                AttemptError::Transient { error, retry_after }
-            } else {
-                AttemptError::Permanent(error)
-            });
-        }
-        if transient {
-            return Err(AttemptError::Transient {
-                error: Error::HttpStatus { status },
+        match read_capped(&mut response, self.max_response_bytes).await {
+            Ok(body) => Ok(Answer {
+                status,
                 retry_after,
-            });
-        }
-        if !status.is_success() {
-            return Err(AttemptError::Permanent(Error::HttpStatus { status }));
-        }
-        match parsed {
-            Ok(Value::Object(map)) => {
-                parse_token_response(&map, received_at).map_err(AttemptError::Permanent)
-            }
-            Ok(_) => Err(AttemptError::Permanent(Error::invalid_response(
-                "the body is not a JSON object",
+                body,
+                received_at,
+            }),
+            Err(ReadError::TooLarge) => Err(AttemptError::Permanent(Error::invalid_response(
+                format!("the response exceeds {} bytes", self.max_response_bytes),
             ))),
-            Err(e) => Err(AttemptError::Permanent(Error::InvalidResponse {
-                reason: "the body is not JSON".into(),
-                source: Some(Arc::new(e)),
-            })),
+            Err(ReadError::Transport(e)) => Err(AttemptError::Transient {
+                error: Error::Transport(Arc::new(e.without_url())),
+                retry_after: None,
+            }),
         }
     }
+}
+
+fn is_transient_status(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// An error answer: its OAuth error if it has one, else its status;
+/// transient for 5xx, 429 and `temporarily_unavailable`.
+fn error_answer(answer: &Answer, parsed: Option<&serde_json::Map<String, Value>>) -> AttemptError {
+    if answer.status.is_redirection() {
+        return AttemptError::Permanent(Error::invalid_response(format!(
+            "the server answered {}; redirects are not followed",
+            answer.status
+        )));
+    }
+    let transient = is_transient_status(answer.status);
+    let error = parsed
+        .and_then(|map| oauth_error(map, answer.status))
+        .unwrap_or(Error::HttpStatus {
+            status: answer.status,
+        });
+    if transient || is_transient_oauth_error(&error) {
+        AttemptError::Transient {
+            error,
+            retry_after: answer.retry_after,
+        }
+    } else {
+        AttemptError::Permanent(error)
+    }
+}
+
+fn interpret_token(answer: Answer) -> Result<TokenSet, AttemptError> {
+    let parsed = serde_json::from_slice::<Value>(&answer.body);
+    let map = match &parsed {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    };
+    // An error object is an error even inside a 200.
+    let has_error = map.is_some_and(|m| oauth_error(m, answer.status).is_some());
+    if !answer.status.is_success() || has_error {
+        return Err(error_answer(&answer, map));
+    }
+    match parsed {
+        Ok(Value::Object(map)) => {
+            parse_token_response(&map, answer.received_at).map_err(AttemptError::Permanent)
+        }
+        Ok(_) => Err(AttemptError::Permanent(Error::invalid_response(
+            "the body is not a JSON object",
+        ))),
+        Err(e) => Err(AttemptError::Permanent(Error::InvalidResponse {
+            reason: "the body is not JSON".into(),
+            source: Some(Arc::new(e)),
+        })),
+    }
+}
+
+fn interpret_revocation(answer: Answer) -> Result<(), AttemptError> {
+    if answer.status.is_success() {
+        return Ok(());
+    }
+    let parsed = serde_json::from_slice::<Value>(&answer.body);
+    let map = match &parsed {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    };
+    Err(error_answer(&answer, map))
 }
 
 enum ReadError {

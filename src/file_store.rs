@@ -238,6 +238,22 @@ impl TokenStore for FileStore {
         blocking(move || write_tokens(&path, &tokens)).await
     }
 
+    async fn clear(&self) -> Result<(), BoxError> {
+        let path = self.path.clone();
+        blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io_error(format!("cannot remove {}", path.display()))(e)),
+            }
+            match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+                _ => sync_dir(Path::new(".")),
+            }
+        })
+        .await
+    }
+
     async fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>, BoxError> {
         let lock_path = self.lock_path.clone();
         let file = blocking(move || {

@@ -53,6 +53,7 @@
 
 mod challenge;
 mod clock;
+mod discovery;
 mod endpoint;
 mod error;
 #[cfg(feature = "file-store")]
@@ -60,12 +61,14 @@ mod file_store;
 mod manager;
 mod middleware;
 mod origin;
+pub mod providers;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod store;
 mod token;
 
 pub use clock::{Clock, SystemClock};
+pub use discovery::ServerMetadata;
 pub use endpoint::ClientAuth;
 pub use error::{BoxError, Error};
 #[cfg(feature = "file-store")]

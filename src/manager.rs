@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument as _;
 
 use crate::clock::{Clock, SystemClock};
-use crate::endpoint::{ClientAuth, ClientSecret, RetryPolicy, TokenEndpoint};
+use crate::endpoint::{ClientAuth, ClientSecret, Grant, RetryPolicy, TokenEndpoint, TokenKind};
 use crate::error::BoxError;
 use crate::error::Error;
 use crate::store::{LockedSave, MemoryStore, StoreLock, TokenStore};
@@ -95,7 +95,10 @@ struct Inner {
     finished_attempts: AtomicU64,
     endpoint: TokenEndpoint,
     store: Arc<dyn TokenStore>,
-    seed: Option<TokenSet>,
+    /// The builder's tokens, until they seed the store; gone after revoke.
+    seed: std::sync::Mutex<Option<TokenSet>>,
+    grant: GrantKind,
+    revocation_url: Option<Url>,
     on_refresh: Option<RefreshHook>,
     clock: Arc<dyn Clock>,
     leeway: Duration,
@@ -105,6 +108,9 @@ struct Inner {
 
 #[derive(Default)]
 struct FlightState {
+    /// The generation of the last published set; never reused, so a late
+    /// 401 for a set from before a revoke cannot be mistaken for the current.
+    generation: u64,
     last_failure: Option<Failure>,
 }
 
@@ -139,11 +145,7 @@ pub(crate) struct Current {
 
 impl Current {
     fn new(generation: u64, tokens: TokenSet, leeway: Duration) -> Result<Self, Error> {
-        let mut header =
-            HeaderValue::try_from(format!("Bearer {}", tokens.access_token().secret())).map_err(
-                |_| Error::invalid_response("the access token cannot be sent in an HTTP header"),
-            )?;
-        header.set_sensitive(true);
+        let header = bearer_header(&tokens)?;
         // The first clone of a freshly built header moves its bytes into a
         // shared allocation; doing it here keeps every later clone (one per
         // request) to a reference-count increment.
@@ -181,6 +183,25 @@ pub(crate) enum Trigger {
     Expiry,
     Rejected,
     Forced,
+}
+
+/// `Bearer <token>`, marked sensitive.
+fn bearer_header(tokens: &TokenSet) -> Result<HeaderValue, Error> {
+    let mut header = HeaderValue::try_from(format!("Bearer {}", tokens.access_token().secret()))
+        .map_err(|_| {
+            Error::invalid_response("the access token cannot be sent in an HTTP header")
+        })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// How the manager gets a new token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GrantKind {
+    /// Spend the refresh token (RFC 6749 §6).
+    RefreshToken,
+    /// Ask for a new token for the client itself (RFC 6749 §4.4).
+    ClientCredentials,
 }
 
 /// How a refresh ended well.
@@ -266,15 +287,12 @@ impl TokenManager {
     /// Replaces the token set (after a new sign-in, say): saves it to the
     /// store, calls `on_refresh`, and uses it from now on.
     pub async fn set_tokens(&self, tokens: TokenSet) -> Result<(), Error> {
-        let inner = &self.inner;
-        let mut flight = self.lock_flight().await?;
-        let generation = inner.current.load().as_ref().map_or(0, |c| c.generation) + 1;
-        let next = Current::new(generation, tokens, inner.leeway).map_err(|_| {
+        bearer_header(&tokens).map_err(|_| {
             Error::Config("the access token cannot be sent in an HTTP header".into())
         })?;
-        let saved = self.save(&next.tokens).await;
-        next.persisted.store(saved.is_ok(), Ordering::SeqCst);
-        self.publish(next, &mut flight);
+        let mut flight = self.lock_flight().await?;
+        let saved = self.save(&tokens).await;
+        self.publish(tokens, saved.is_ok(), &mut flight)?;
         saved
     }
 
@@ -285,6 +303,70 @@ impl TokenManager {
             .load()
             .as_ref()
             .map(|current| current.tokens.clone())
+    }
+
+    /// Ends the session: revokes the refresh token at the revocation
+    /// endpoint (RFC 7009, `token_type_hint=refresh_token`; the access token
+    /// when there is no refresh token), then clears the stored token set.
+    /// Afterwards the manager has no tokens until
+    /// [`set_tokens`](Self::set_tokens); the builder's tokens are not used
+    /// again.
+    ///
+    /// The server answers 200 also for a token it does not know, so revoking
+    /// twice is fine; a 503 is retried like a refresh.
+    pub async fn revoke(&self) -> Result<(), Error> {
+        let url = self.revocation_url()?;
+        let current = match self.loaded().await {
+            Ok(current) => Some(current),
+            Err(Error::NoTokens) => None,
+            Err(error) => return Err(error),
+        };
+        let inner = &self.inner;
+        let mut flight = self.lock_flight().await?;
+        // A refresh may have finished while we waited: revoke what is current.
+        let current = inner.current.load_full().or(current);
+        if let Some(current) = current {
+            let tokens = &current.tokens;
+            let (token, kind) = match tokens.refresh_token() {
+                Some(refresh) => (refresh.secret(), TokenKind::Refresh),
+                None => (tokens.access_token().secret(), TokenKind::Access),
+            };
+            inner
+                .endpoint
+                .revoke(url, token, kind, inner.clock.as_ref())
+                .await?;
+            tracing::info!("the session's tokens were revoked");
+        }
+        *inner.seed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        inner.current.store(None);
+        flight.last_failure = None;
+        bounded(inner, "clear", inner.store.clear()).await
+    }
+
+    /// Revokes only the current access token (RFC 7009,
+    /// `token_type_hint=access_token`); the refresh token stays, and the next
+    /// request that needs a token refreshes.
+    pub async fn revoke_access_token(&self) -> Result<(), Error> {
+        let url = self.revocation_url()?;
+        let current = self.loaded().await?;
+        let inner = &self.inner;
+        inner
+            .endpoint
+            .revoke(
+                url,
+                current.tokens.access_token().secret(),
+                TokenKind::Access,
+                inner.clock.as_ref(),
+            )
+            .await
+    }
+
+    fn revocation_url(&self) -> Result<&Url, Error> {
+        self.inner.revocation_url.as_ref().ok_or_else(|| {
+            Error::Config(
+                "no revocation endpoint: set revocation_url, or build with discover".into(),
+            )
+        })
     }
 
     /// The current `Authorization` value and its generation; the fast path
@@ -349,20 +431,28 @@ impl TokenManager {
             .await
             .map_err(|_| Error::Timeout(inner.store_timeout))?
             .map_err(|e| Error::store("load", e))?;
-        let tokens = match (stored, &inner.seed) {
+        let seed = inner.seed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let tokens = match (stored, seed) {
             (Some(stored), _) => stored,
             (None, Some(seed)) => {
                 // Seed the empty store, so that it holds what we use. Not a
                 // new token set, so `on_refresh` is not told.
-                if let Err(error) = save_to_store(inner, seed).await {
+                if let Err(error) = save_to_store(inner, &seed).await {
                     tracing::warn!(error = %error, "could not seed the token store");
                 }
-                seed.clone()
+                seed
+            }
+            (None, None) if inner.grant == GrantKind::ClientCredentials => {
+                let tokens = self.spend(None).await?;
+                if let Err(error) = save_to_store(inner, &tokens).await {
+                    tracing::warn!(error = %error, "could not save the client's token");
+                }
+                self.announce(&tokens);
+                tokens
             }
             (None, None) => return Err(Error::NoTokens),
         };
-        let current = Current::new(1, tokens, inner.leeway)?;
-        Ok(self.publish(current, &mut flight))
+        self.publish(tokens, true, &mut flight)
     }
 
     async fn lock_flight(&self) -> Result<OwnedMutexGuard<FlightState>, Error> {
@@ -444,9 +534,8 @@ impl TokenManager {
             Ok(Outcome::Refreshed { tokens, saved }) => (tokens, saved),
             Ok(Outcome::Adopted(tokens)) => {
                 tracing::info!("adopted the token set another holder of the store refreshed");
-                let next = Current::new(current.generation + 1, tokens, inner.leeway)?;
-                self.announce(&next.tokens);
-                return Ok(self.publish(next, &mut flight));
+                self.announce(&tokens);
+                return self.publish(tokens, true, &mut flight);
             }
             Err(error) => {
                 tracing::warn!(error = %error, "token refresh failed");
@@ -458,10 +547,8 @@ impl TokenManager {
                 return Err(error);
             }
         };
-        let next = Current::new(current.generation + 1, tokens, inner.leeway)?;
-        next.persisted.store(saved.is_ok(), Ordering::SeqCst);
-        self.announce(&next.tokens);
-        let next = self.publish(next, &mut flight);
+        self.announce(&tokens);
+        let next = self.publish(tokens, saved.is_ok(), &mut flight)?;
         tracing::info!(
             generation = next.generation,
             expires_in_secs = next.tokens.expires_in().map(|d| d.as_secs()),
@@ -490,7 +577,7 @@ impl TokenManager {
             .map_err(|_| Error::Timeout(wait))?
             .map_err(|e| Error::store("lock", e))?;
         let Some(lock) = lock else {
-            return match self.spend(&current.tokens).await {
+            return match self.spend(Some(&current.tokens)).await {
                 Ok(tokens) => {
                     let saved = save_to_store(inner, &tokens).await;
                     Ok(Outcome::Refreshed { tokens, saved })
@@ -546,7 +633,7 @@ impl TokenManager {
             }
             _ => current.tokens.clone(),
         };
-        let tokens = match self.spend(&base).await {
+        let tokens = match self.spend(Some(&base)).await {
             Ok(tokens) => tokens,
             Err(error @ Error::InvalidGrant { .. }) => {
                 // A holder whose lock expired may have rotated it meanwhile.
@@ -604,15 +691,23 @@ impl TokenManager {
         }
     }
 
-    /// Spends the refresh token of `base` at the token endpoint. When the
-    /// server returns no new refresh token, the old one stays (RFC 6749 §6).
-    async fn spend(&self, base: &TokenSet) -> Result<TokenSet, Error> {
+    /// Gets a new set from the token endpoint: spends the refresh token of
+    /// `base`, or asks for a client-credentials token. When the server
+    /// returns no new refresh token, the old one stays (RFC 6749 §6).
+    async fn spend(&self, base: Option<&TokenSet>) -> Result<TokenSet, Error> {
         let inner = &self.inner;
-        let refresh_token = base.refresh_token().ok_or(Error::NoRefreshToken)?;
+        let clock = inner.clock.as_ref();
+        if inner.grant == GrantKind::ClientCredentials {
+            tracing::debug!("asking the token endpoint for a client-credentials token");
+            return inner.endpoint.token(Grant::ClientCredentials, clock).await;
+        }
+        let refresh_token = base
+            .and_then(TokenSet::refresh_token)
+            .ok_or(Error::NoRefreshToken)?;
         tracing::debug!("calling the token endpoint");
         let mut tokens = inner
             .endpoint
-            .refresh(refresh_token, inner.clock.as_ref())
+            .token(Grant::Refresh(refresh_token), clock)
             .await?;
         if tokens.refresh_token().is_none() {
             tokens.set_refresh_token(Some(refresh_token.clone()));
@@ -639,11 +734,21 @@ impl TokenManager {
         saved
     }
 
-    fn publish(&self, current: Current, flight: &mut FlightState) -> Arc<Current> {
+    /// Makes `tokens` the current set, under the lock. `persisted` says
+    /// whether the store has them.
+    fn publish(
+        &self,
+        tokens: TokenSet,
+        persisted: bool,
+        flight: &mut FlightState,
+    ) -> Result<Arc<Current>, Error> {
+        let current = Current::new(flight.generation + 1, tokens, self.inner.leeway)?;
+        current.persisted.store(persisted, Ordering::SeqCst);
+        flight.generation = current.generation;
         flight.last_failure = None;
         let current = Arc::new(current);
         self.inner.current.store(Some(current.clone()));
-        current
+        Ok(current)
     }
 }
 
@@ -751,6 +856,10 @@ pub struct TokenManagerBuilder {
     client_auth: Option<ClientAuth>,
     scope: Option<String>,
     extra_params: Vec<(String, String)>,
+    grant: GrantKind,
+    revocation_url: Option<String>,
+    /// From discovery: the methods the server accepts, to pick a default.
+    supported_auth_methods: Option<Vec<String>>,
     tokens: Option<TokenSet>,
     on_refresh: Option<RefreshHook>,
     store: Option<Arc<dyn TokenStore>>,
@@ -772,6 +881,9 @@ impl TokenManagerBuilder {
             client_auth: None,
             scope: None,
             extra_params: Vec::new(),
+            grant: GrantKind::RefreshToken,
+            revocation_url: None,
+            supported_auth_methods: None,
             tokens: None,
             on_refresh: None,
             store: None,
@@ -822,6 +934,50 @@ impl TokenManagerBuilder {
     /// need one (an `audience`, a `resource`). Call once per parameter.
     pub fn extra_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra_params.push((name.into(), value.into()));
+        self
+    }
+
+    /// An `audience` parameter on every token request (Auth0, Okta).
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.extra_param("audience", audience)
+    }
+
+    /// A `resource` parameter on every token request (RFC 8707).
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.extra_param("resource", resource)
+    }
+
+    /// Machine to machine: get tokens with the client credentials grant
+    /// (RFC 6749 §4.4) instead of a refresh token. The first token is asked
+    /// for when it is first needed, and "refresh" means a new grant, with
+    /// the same single flight, proactive refresh and 401 handling. Needs a
+    /// client secret; [`scope`](Self::scope), [`audience`](Self::audience)
+    /// and [`resource`](Self::resource) go with each request.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// use reqwest_oauth2_refresh::TokenManager;
+    /// let manager = TokenManager::builder("https://my-tenant.eu.auth0.com/oauth/token")
+    ///     .client_id("service-a")
+    ///     .client_secret(std::env::var("CLIENT_SECRET").unwrap_or_default())
+    ///     .client_credentials()
+    ///     .audience("https://api.example.com")
+    ///     .build()?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    pub fn client_credentials(mut self) -> Self {
+        self.grant = GrantKind::ClientCredentials;
+        self
+    }
+
+    /// The RFC 7009 revocation endpoint, for [`TokenManager::revoke`].
+    pub fn revocation_url(mut self, url: &str) -> Self {
+        self.revocation_url = Some(url.to_owned());
+        self
+    }
+
+    pub(crate) fn supported_auth_methods(mut self, methods: Option<Vec<String>>) -> Self {
+        self.supported_auth_methods = methods;
         self
     }
 
@@ -922,10 +1078,40 @@ impl TokenManagerBuilder {
                 "the token URL must use https (http only for loopback)".into(),
             ));
         }
+        let supports = |method: &str| {
+            self.supported_auth_methods
+                .as_ref()
+                .is_none_or(|methods| methods.iter().any(|m| m == method))
+        };
         let auth = match (self.client_auth, &self.client_secret) {
             (Some(auth), _) => auth,
+            // RFC 6749 §2.3.1: servers must support Basic; discovery may say
+            // a server prefers the body.
+            (None, Some(_))
+                if !supports("client_secret_basic") && supports("client_secret_post") =>
+            {
+                ClientAuth::SecretPost
+            }
             (None, Some(_)) => ClientAuth::SecretBasic,
             (None, None) => ClientAuth::None,
+        };
+        if self.grant == GrantKind::ClientCredentials && self.client_secret.is_none() {
+            return Err(Error::Config(
+                "the client credentials grant needs a client_secret".into(),
+            ));
+        }
+        let revocation_url = match &self.revocation_url {
+            None => None,
+            Some(url) => {
+                let url = Url::parse(url)
+                    .map_err(|e| Error::Config(format!("the revocation URL is not a URL: {e}")))?;
+                if !crate::origin::is_secure_url(&url) {
+                    return Err(Error::Config(
+                        "the revocation URL must use https (http only for loopback)".into(),
+                    ));
+                }
+                Some(url)
+            }
         };
         match auth {
             ClientAuth::SecretBasic | ClientAuth::SecretPost => {
@@ -977,7 +1163,9 @@ impl TokenManagerBuilder {
                     max_response_bytes: self.max_response_bytes,
                 },
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-                seed: self.tokens,
+                seed: std::sync::Mutex::new(self.tokens),
+                grant: self.grant,
+                revocation_url,
                 on_refresh: self.on_refresh,
                 clock: self.clock,
                 leeway: self.leeway,

@@ -34,6 +34,12 @@ redis.call('HINCRBY', KEYS[1], 'version', 1)
 return 1
 ";
 
+/// Forgets the tokens and bumps the version.
+const CLEAR: &str = r"
+redis.call('HDEL', KEYS[1], 'tokens')
+return redis.call('HINCRBY', KEYS[1], 'version', 1)
+";
+
 /// Releases the lock only if we still own it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -183,6 +189,17 @@ impl TokenStore for RedisStore {
         let _: u64 = redis::Script::new(SAVE)
             .key(&self.key)
             .arg(json)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<(), BoxError> {
+        let mut connection = self.connection.clone();
+        // Keep the version counting up, so a fenced save read before the
+        // clear cannot bring the tokens back.
+        let _: u64 = redis::Script::new(CLEAR)
+            .key(&self.key)
             .invoke_async(&mut connection)
             .await?;
         Ok(())

@@ -49,6 +49,13 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// Replaces the stored token set. Return only once it is durable.
     async fn save(&self, tokens: &TokenSet) -> Result<(), BoxError>;
 
+    /// Deletes the stored token set (after [`TokenManager::revoke`](crate::TokenManager::revoke)).
+    /// The default refuses: a store that cannot forget must say so rather
+    /// than keep revoked secrets silently.
+    async fn clear(&self) -> Result<(), BoxError> {
+        Err("this token store does not support clearing".into())
+    }
+
     /// Takes the store's refresh lock, shared by every process that uses
     /// this store, waiting at most `wait`. `Ok(None)` (the default) means the
     /// store has no such lock and coordination stays within the process.
@@ -132,6 +139,11 @@ impl TokenStore for MemoryStore {
         *self.lock() = Some(tokens.clone());
         Ok(())
     }
+
+    async fn clear(&self) -> Result<(), BoxError> {
+        *self.lock() = None;
+        Ok(())
+    }
 }
 
 /// A shared store: keep a handle to inspect or reuse it.
@@ -143,6 +155,10 @@ impl<S: TokenStore> TokenStore for std::sync::Arc<S> {
 
     async fn save(&self, tokens: &TokenSet) -> Result<(), BoxError> {
         (**self).save(tokens).await
+    }
+
+    async fn clear(&self) -> Result<(), BoxError> {
+        (**self).clear().await
     }
 
     async fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>, BoxError> {
