@@ -102,6 +102,8 @@ struct Inner {
     on_refresh: Option<RefreshHook>,
     clock: Arc<dyn Clock>,
     leeway: Duration,
+    background_refresh: bool,
+    background_pending: AtomicBool,
     failure_cooldown: Duration,
     store_timeout: Duration,
 }
@@ -144,7 +146,14 @@ pub(crate) struct Current {
 }
 
 impl Current {
-    fn new(generation: u64, tokens: TokenSet, leeway: Duration) -> Result<Self, Error> {
+    /// `jitter` spreads the refresh point over the last quarter of the
+    /// margin, so that a fleet started together does not refresh together.
+    fn new(
+        generation: u64,
+        tokens: TokenSet,
+        leeway: Duration,
+        jitter: bool,
+    ) -> Result<Self, Error> {
         let header = bearer_header(&tokens)?;
         // The first clone of a freshly built header moves its bytes into a
         // shared allocation; doing it here keeps every later clone (one per
@@ -155,7 +164,10 @@ impl Current {
             // Never refresh earlier than half-way through the lifetime, so
             // that servers issuing tokens for seconds do not cause a refresh
             // on every request.
-            let margin = leeway.min(lifetime / 2);
+            let mut margin = leeway.min(lifetime / 2);
+            if jitter {
+                margin = margin.mul_f64(0.75 + 0.25 * random_fraction());
+            }
             expires_at.and_then(|at| at.checked_sub(margin))
         });
         Ok(Self {
@@ -181,8 +193,22 @@ impl Current {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Trigger {
     Expiry,
+    Background,
     Rejected,
     Forced,
+}
+
+/// A number in [0, 1) from OS-seeded hashing; jitter needs no better.
+fn random_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `Bearer <token>`, marked sensitive.
@@ -400,6 +426,10 @@ impl TokenManager {
         if current.is_fresh(now) {
             return Ok(current);
         }
+        if self.inner.background_refresh && !current.is_expired(now) {
+            self.refresh_in_background(current.generation);
+            return Ok(current);
+        }
         match self
             .refresh_generation(current.generation, Trigger::Expiry)
             .await
@@ -414,6 +444,33 @@ impl TokenManager {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Stale-while-revalidate: one task refreshes while callers go on with
+    /// the still-valid token.
+    fn refresh_in_background(&self, generation: u64) {
+        let pending = &self.inner.background_pending;
+        if pending
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = this
+                .refresh_generation(generation, Trigger::Background)
+                .await
+            {
+                tracing::warn!(
+                    error = %error,
+                    "background refresh failed; the current token is used while it is valid"
+                );
+            }
+            this.inner
+                .background_pending
+                .store(false, Ordering::Release);
+        });
     }
 
     /// The current token set, loading it from the store (or the builder's
@@ -623,7 +680,7 @@ impl TokenManager {
         let persisted = current.persisted.load(Ordering::SeqCst);
         let base = match stored {
             Some(stored) if persisted && differs(&stored, &current.tokens) => {
-                match Current::new(0, stored.clone(), inner.leeway) {
+                match Current::new(0, stored.clone(), inner.leeway, false) {
                     Ok(candidate) if candidate.is_fresh(inner.clock.now()) => {
                         return (Some(lock), Ok(Outcome::Adopted(stored)));
                     }
@@ -742,7 +799,13 @@ impl TokenManager {
         persisted: bool,
         flight: &mut FlightState,
     ) -> Result<Arc<Current>, Error> {
-        let current = Current::new(flight.generation + 1, tokens, self.inner.leeway)?;
+        let inner = &self.inner;
+        let current = Current::new(
+            flight.generation + 1,
+            tokens,
+            inner.leeway,
+            inner.background_refresh,
+        )?;
         current.persisted.store(persisted, Ordering::SeqCst);
         flight.generation = current.generation;
         flight.last_failure = None;
@@ -866,6 +929,7 @@ pub struct TokenManagerBuilder {
     http_client: Option<reqwest::Client>,
     clock: Arc<dyn Clock>,
     leeway: Duration,
+    background_refresh: bool,
     retry: RetryPolicy,
     failure_cooldown: Duration,
     max_response_bytes: usize,
@@ -890,6 +954,7 @@ impl TokenManagerBuilder {
             http_client: None,
             clock: Arc::new(SystemClock),
             leeway: DEFAULT_LEEWAY,
+            background_refresh: false,
             retry: RetryPolicy {
                 attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
                 budget: DEFAULT_REFRESH_TIMEOUT,
@@ -1016,6 +1081,18 @@ impl TokenManagerBuilder {
     /// through the token's lifetime). Default [`DEFAULT_LEEWAY`].
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
+        self
+    }
+
+    /// Stale-while-revalidate: when a token enters the leeway before its
+    /// expiry, requests go on with it while one background task refreshes,
+    /// so no request waits for a refresh it did not need (like MSAL's
+    /// `refresh_in` and google-auth's non-blocking refresh). The refresh
+    /// point is jittered over the last quarter of the margin so that a fleet
+    /// does not refresh at once. Only an expired token makes requests wait.
+    /// Off by default.
+    pub fn background_refresh(mut self, enabled: bool) -> Self {
+        self.background_refresh = enabled;
         self
     }
 
@@ -1169,6 +1246,8 @@ impl TokenManagerBuilder {
                 on_refresh: self.on_refresh,
                 clock: self.clock,
                 leeway: self.leeway,
+                background_refresh: self.background_refresh,
+                background_pending: AtomicBool::new(false),
                 failure_cooldown: self.failure_cooldown,
                 store_timeout: self.store_timeout,
             }),
@@ -1199,7 +1278,7 @@ mod tests {
         let tokens = TokenSet::new("a")
             .with_expires_in(Duration::from_secs(10))
             .with_issued_at(issued);
-        let current = Current::new(1, tokens, Duration::from_secs(60)).unwrap();
+        let current = Current::new(1, tokens, Duration::from_secs(60), false).unwrap();
         assert!(current.is_fresh(issued + Duration::from_millis(4999)));
         assert!(!current.is_fresh(issued + Duration::from_secs(5)));
         assert!(!current.is_expired(issued + Duration::from_secs(9)));
@@ -1208,14 +1287,28 @@ mod tests {
         let tokens = TokenSet::new("a")
             .with_expires_in(Duration::from_secs(3600))
             .with_issued_at(issued);
-        let current = Current::new(1, tokens, Duration::from_secs(60)).unwrap();
+        let current = Current::new(1, tokens, Duration::from_secs(60), false).unwrap();
         assert!(current.is_fresh(issued + Duration::from_secs(3539)));
         assert!(!current.is_fresh(issued + Duration::from_secs(3540)));
     }
 
     #[test]
+    fn jitter_moves_the_refresh_point_only_within_the_margin() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        for _ in 0..200 {
+            let tokens = TokenSet::new("a")
+                .with_expires_in(Duration::from_secs(3600))
+                .with_issued_at(issued);
+            let current = Current::new(1, tokens, Duration::from_secs(60), true).unwrap();
+            // Refresh between 60 s and 45 s before expiry.
+            assert!(current.is_fresh(issued + Duration::from_secs(3539)));
+            assert!(!current.is_fresh(issued + Duration::from_secs(3555)));
+        }
+    }
+
+    #[test]
     fn token_without_expiry_is_always_fresh() {
-        let current = Current::new(1, TokenSet::new("a"), DEFAULT_LEEWAY).unwrap();
+        let current = Current::new(1, TokenSet::new("a"), DEFAULT_LEEWAY, false).unwrap();
         assert!(current.is_fresh(SystemTime::now() + Duration::from_secs(10 * 365 * 86400)));
     }
 

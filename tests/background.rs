@@ -1,0 +1,104 @@
+//! Opt-in background refresh (stale-while-revalidate): no request waits for
+//! a refresh it did not need.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestClock, builder, client, token_body};
+use futures_util::future::join_all;
+use reqwest_oauth2_refresh::TokenSet;
+use tokio::sync::Notify;
+use wiremock::matchers::{header, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+struct Setup {
+    clock: Arc<TestClock>,
+    refreshed: Arc<Notify>,
+    manager: reqwest_oauth2_refresh::TokenManager,
+    client: reqwest_middleware::ClientWithMiddleware,
+    url: String,
+    _servers: (MockServer, MockServer),
+}
+
+/// A token endpoint that answers after `delay`, and an API that takes both
+/// the old and the new token.
+async fn setup(delay: Duration) -> Setup {
+    let auth = MockServer::start().await;
+    let api = MockServer::start().await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(token_body("new-access", None, Some(3600)))
+                .set_delay(delay),
+        )
+        .expect(1)
+        .mount(&auth)
+        .await;
+    for token in ["old-access", "new-access"] {
+        Mock::given(path("/data"))
+            .and(header("authorization", format!("Bearer {token}").as_str()))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&api)
+            .await;
+    }
+    let clock = TestClock::new();
+    let refreshed = Arc::new(Notify::new());
+    let on_refresh = refreshed.clone();
+    let manager = builder(&auth)
+        .clock(clock.clone())
+        .background_refresh(true)
+        .on_refresh(move |_| on_refresh.notify_one())
+        .tokens(
+            TokenSet::new("old-access")
+                .with_refresh_token("r1")
+                .with_expires_in(Duration::from_secs(3600)),
+        )
+        .build()
+        .unwrap();
+    let client = client(&manager, &api);
+    Setup {
+        clock,
+        refreshed,
+        manager,
+        client,
+        url: format!("{}/data", api.uri()),
+        _servers: (auth, api),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_token_is_used_while_one_task_refreshes() {
+    // The token endpoint takes 2 s; requests must not wait for it.
+    let s = setup(Duration::from_secs(2)).await;
+    s.clock.advance(Duration::from_secs(3590)); // inside the leeway, still valid
+
+    let responses = join_all((0..100).map(|_| s.client.get(&s.url).send())).await;
+    for response in responses {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    // All 100 went out with the old token: the refresh is still under way.
+    assert_eq!(
+        s.manager.current_tokens().unwrap().access_token().secret(),
+        "old-access"
+    );
+    tokio::time::timeout(Duration::from_secs(20), s.refreshed.notified())
+        .await
+        .expect("the background refresh completes");
+    assert_eq!(
+        s.manager.access_token().await.unwrap().secret(),
+        "new-access"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_still_refreshed_before_the_request() {
+    let s = setup(Duration::ZERO).await;
+    s.clock.advance(Duration::from_secs(3601));
+    assert_eq!(s.client.get(&s.url).send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.manager.current_tokens().unwrap().access_token().secret(),
+        "new-access"
+    );
+}
