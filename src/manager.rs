@@ -479,11 +479,12 @@ impl TokenManager {
         if let Some(current) = self.inner.current.load_full() {
             return Ok(current);
         }
+        let inner = &self.inner;
+        let attempts_before = inner.finished_attempts.load(Ordering::SeqCst);
         let mut flight = self.lock_flight().await?;
-        if let Some(current) = self.inner.current.load_full() {
+        if let Some(current) = inner.current.load_full() {
             return Ok(current);
         }
-        let inner = &self.inner;
         let stored = tokio::time::timeout(inner.store_timeout, inner.store.load())
             .await
             .map_err(|_| Error::Timeout(inner.store_timeout))?
@@ -500,7 +501,22 @@ impl TokenManager {
                 seed
             }
             (None, None) if inner.grant == GrantKind::ClientCredentials => {
-                let tokens = self.spend(None).await?;
+                // Generation 0 stands for "no token yet": waiters share the
+                // outcome of this first grant like any refresh.
+                if let Some(error) =
+                    self.shared_failure(&flight, 0, attempts_before, Trigger::Expiry)
+                {
+                    return Err(error);
+                }
+                let result = self.spend(None).await;
+                inner.finished_attempts.fetch_add(1, Ordering::SeqCst);
+                let tokens = result.inspect_err(|error| {
+                    flight.last_failure = Some(Failure {
+                        generation: 0,
+                        at: inner.clock.now(),
+                        error: error.clone(),
+                    });
+                })?;
                 if let Err(error) = save_to_store(inner, &tokens).await {
                     tracing::warn!(error = %error, "could not save the client's token");
                 }
@@ -546,24 +562,8 @@ impl TokenManager {
             tracing::debug!(?trigger, "a newer token exists; not refreshing");
             return Ok(current);
         }
-        if let Some(failure) = &flight.last_failure
-            && failure.generation == generation
-        {
-            let ended_while_waiting =
-                inner.finished_attempts.load(Ordering::SeqCst) != attempts_before;
-            let cooling_down = inner
-                .clock
-                .now()
-                .duration_since(failure.at)
-                .map_or(true, |elapsed| elapsed < inner.failure_cooldown);
-            // A store that is briefly down (Redis restarting) should not
-            // fail requests for a whole cooldown: only the token endpoint's
-            // failures are remembered beyond the callers that waited.
-            let cooling_down = cooling_down && !matches!(failure.error, Error::Store { .. });
-            let unforced = !matches!(trigger, Trigger::Forced);
-            if ended_while_waiting || (unforced && (failure.is_permanent() || cooling_down)) {
-                return Err(failure.error.clone());
-            }
+        if let Some(error) = self.shared_failure(&flight, generation, attempts_before, trigger) {
+            return Err(error);
         }
 
         // The refresh runs in its own task, which owns the lock: if this
@@ -577,6 +577,37 @@ impl TokenManager {
             Ok(result) => result,
             Err(_) => Err(Error::RefreshAborted),
         }
+    }
+
+    /// The error a caller gets instead of a new attempt for `generation`:
+    /// the outcome of an attempt that ended while it waited for the lock, or
+    /// a recent (or permanent) failure. Forced refreshes only share the
+    /// former.
+    fn shared_failure(
+        &self,
+        flight: &FlightState,
+        generation: u64,
+        attempts_before: u64,
+        trigger: Trigger,
+    ) -> Option<Error> {
+        let inner = &self.inner;
+        let failure = flight
+            .last_failure
+            .as_ref()
+            .filter(|f| f.generation == generation)?;
+        let ended_while_waiting = inner.finished_attempts.load(Ordering::SeqCst) != attempts_before;
+        let cooling_down = inner
+            .clock
+            .now()
+            .duration_since(failure.at)
+            .map_or(true, |elapsed| elapsed < inner.failure_cooldown);
+        // A store that is briefly down (Redis restarting) should not fail
+        // requests for a whole cooldown: only the token endpoint's failures
+        // are remembered beyond the callers that waited.
+        let cooling_down = cooling_down && !matches!(failure.error, Error::Store { .. });
+        let unforced = !matches!(trigger, Trigger::Forced);
+        (ended_while_waiting || (unforced && (failure.is_permanent() || cooling_down)))
+            .then(|| failure.error.clone())
     }
 
     async fn refresh_locked(

@@ -303,6 +303,7 @@ async fn caller_that_gives_up_does_not_lose_the_rotated_token() {
     tokio::time::timeout(Duration::from_secs(10), saved.notified())
         .await
         .expect("the abandoned refresh completes");
+    common::until_published(&manager, "new-access").await;
     assert_eq!(manager.access_token().await.unwrap().secret(), "new-access");
     // And the next refresh spends the rotated token, not the spent one.
     assert_eq!(

@@ -329,6 +329,28 @@ async fn preset_defaults_follow_each_providers_documented_client_auth() {
     assert!(format!("{cognito:?}").contains("SecretBasic"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_first_client_credentials_grant_is_shared_by_the_herd() {
+    let auth = MockServer::start().await;
+    let api = MockServer::start().await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_millis(50)))
+        .expect(1)
+        .mount(&auth)
+        .await;
+    let manager = cc_builder(&auth).max_retries(0).build().unwrap();
+    let client = client(&manager, &api);
+    let url = format!("{}/data", api.uri());
+    let responses = join_all((0..200).map(|_| client.get(&url).send())).await;
+    for response in responses {
+        let err = response.unwrap_err();
+        assert!(
+            matches!(our_error(&err), Error::HttpStatus { status } if *status == 503),
+            "{err:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn middleware_reports_a_failed_client_credentials_grant() {
     let auth = MockServer::start().await;

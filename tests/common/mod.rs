@@ -86,3 +86,20 @@ pub fn our_error(err: &reqwest_middleware::Error) -> &reqwest_oauth2_refresh::Er
 pub fn form(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body).into_owned().collect()
 }
+
+/// Waits (bounded) until `manager` has published the set with `access`:
+/// `on_refresh` runs just before the new set is published, so a test woken
+/// by the hook must not expect to see it at once.
+pub async fn until_published(manager: &TokenManager, access: &str) {
+    let published = async {
+        while manager
+            .current_tokens()
+            .is_none_or(|t| t.access_token().secret() != access)
+        {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), published)
+        .await
+        .unwrap_or_else(|_| panic!("{access} was not published within 10 s"));
+}
