@@ -38,9 +38,10 @@ pub enum Error {
         description: Option<String>,
     },
 
-    /// The token endpoint answered with an OAuth error other than
-    /// `invalid_grant` (RFC 6749 §5.2), for example `invalid_client`.
-    #[error("the token endpoint answered {status} with error `{error}`{}", describe(.description))]
+    /// The authorization server (token or revocation endpoint) answered with
+    /// an OAuth error other than `invalid_grant` (RFC 6749 §5.2), for example
+    /// `invalid_client`.
+    #[error("the authorization server answered {status} with error `{error}`{}", describe(.description))]
     OAuth {
         /// The HTTP status of the answer (200 when the error came inside a 200).
         status: StatusCode,
@@ -52,17 +53,18 @@ pub enum Error {
         uri: Option<String>,
     },
 
-    /// The token endpoint answered with an HTTP error status and no OAuth
-    /// error body (after retries, for a transient status).
-    #[error("the token endpoint answered {status}")]
+    /// The authorization server (token, revocation or metadata endpoint)
+    /// answered with an HTTP error status and no OAuth error body (after
+    /// retries, for a transient status).
+    #[error("the authorization server answered {status}")]
     HttpStatus {
         /// The HTTP status of the last answer.
         status: StatusCode,
     },
 
-    /// The token endpoint could not be reached, or its answer could not be
-    /// read (after retries).
-    #[error("could not reach the token endpoint")]
+    /// The authorization server could not be reached, or its answer could
+    /// not be read (after retries).
+    #[error("could not reach the authorization server")]
     Transport(#[source] Arc<reqwest::Error>),
 
     /// The token endpoint answered something that is not a usable token
@@ -166,7 +168,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "the token endpoint answered 401 Unauthorized with error `invalid_client`: unknown client"
+            "the authorization server answered 401 Unauthorized with error `invalid_client`: unknown client"
         );
         let e = Error::InvalidGrant { description: None };
         assert_eq!(

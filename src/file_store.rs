@@ -26,7 +26,8 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// - Refreshes are coordinated between processes through an advisory lock on
 ///   a sidecar file, `<path>.lock`: the process that takes it re-reads the
 ///   file and refreshes only if nobody else has. The OS releases the lock of
-///   a process that dies.
+///   a process that dies. The lock file stays (empty) beside the token file:
+///   deleting it while a process waits on it would split the lock in two.
 ///
 /// What it protects: the tokens from other users of the machine (file
 /// permissions), and the session from torn writes and double-spent refresh

@@ -322,6 +322,13 @@ impl TokenManager {
         saved
     }
 
+    /// The current token set, loaded from the store (or the builder's
+    /// tokens) the first time; never refreshes, so nothing is spent. A
+    /// client-credentials manager with no token yet asks for its first one.
+    pub async fn tokens(&self) -> Result<TokenSet, Error> {
+        Ok(self.loaded().await?.tokens.clone())
+    }
+
     /// A copy of the current token set, if one has been loaded.
     pub fn current_tokens(&self) -> Option<TokenSet> {
         self.inner

@@ -1,0 +1,1036 @@
+//! The `oauth2-refresh` binary against wiremock token, revocation and
+//! metadata endpoints on loopback: what it prints, what it stores, and the
+//! exit codes scripts rely on.
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::Command;
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const OLD_ACCESS: &str = "old-access-token-AAAA";
+const OLD_REFRESH: &str = "old-refresh-token-RRRR";
+/// 27 characters.
+const NEW_ACCESS: &str = "new-access-token-0123456789";
+const NEW_REFRESH: &str = "new-refresh-token-SSSS";
+const CLIENT_ID: &str = "cli-test";
+
+const INVALID_GRANT_HINT: &str =
+    "hint: the refresh token is expired, revoked or already used: sign in again to get a new one\n";
+const INVALID_CLIENT_HINT: &str =
+    "hint: check --client-id, the client secret and --auth (basic, post or none)\n";
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Neither output holds any of `secrets`.
+    fn assert_no_secret(&self, secrets: &[&str]) {
+        for secret in secrets {
+            assert!(
+                !self.stdout.contains(secret),
+                "{secret} in stdout: {self:?}"
+            );
+            assert!(
+                !self.stderr.contains(secret),
+                "{secret} in stderr: {self:?}"
+            );
+        }
+    }
+}
+
+/// Runs the binary with `args`, `stdin` (or none), and `env` on top of an
+/// environment without `OAUTH2_CLIENT_SECRET`.
+async fn exec(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_oauth2-refresh"));
+    command
+        .args(args)
+        .env_remove("OAUTH2_CLIENT_SECRET")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("the binary starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        // A binary that refuses its arguments exits without reading stdin:
+        // a broken pipe here is its business, and its exit code says so.
+        let _ = pipe.write_all(input.as_bytes()).await;
+        drop(pipe);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the binary finishes within a minute")
+        .unwrap();
+    Run {
+        code: output.status.code().expect("an exit code"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// A fresh private directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "oauth2-refresh-cli-{name}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_private(path: &Path, content: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap()
+        .write_all(content.as_bytes())
+        .unwrap();
+}
+
+/// A token file as the library's FileStore writes it.
+fn token_file(dir: &Path) -> PathBuf {
+    let file = dir.join("tokens.json");
+    let json = json!({
+        "access_token": OLD_ACCESS,
+        "refresh_token": OLD_REFRESH,
+        "expires_in": 3600,
+        "issued_at": 1_700_000_000u64,
+        "scope": "read",
+    });
+    write_private(&file, &json.to_string());
+    file
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The new token set as the library stores it.
+fn assert_new_set(stored: &Value, refresh: &str) {
+    assert_eq!(stored["access_token"], NEW_ACCESS, "{stored}");
+    assert_eq!(stored["refresh_token"], refresh, "{stored}");
+    assert_eq!(stored["expires_in"], 3599, "{stored}");
+    assert_eq!(stored["scope"], "read write", "{stored}");
+    let issued_at = stored["issued_at"].as_u64().unwrap();
+    assert!(issued_at.abs_diff(now_secs()) < 60, "{stored}");
+}
+
+fn rotated_response() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": NEW_ACCESS,
+        "token_type": "Bearer",
+        "refresh_token": NEW_REFRESH,
+        "expires_in": 3599,
+        "scope": "read write",
+    }))
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!({ "error": error, "error_description": description }))
+}
+
+fn no_authorization(request: &Request) -> bool {
+    !request.headers.contains_key("authorization")
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+/// A refresh of `OLD_REFRESH` by the public client, answered with `response`.
+async fn token_endpoint(response: ResponseTemplate, calls: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains(format!("refresh_token={OLD_REFRESH}")))
+        .and(body_string_contains(format!("client_id={CLIENT_ID}")))
+        .and(no_authorization)
+        .respond_with(response)
+        .expect(calls)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// `args` plus the token endpoint of `server`, the client id and the file.
+fn refresh_args<'a>(
+    command: &'a str,
+    token_url: &'a str,
+    file: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        command,
+        "--token-url",
+        token_url,
+        "--client-id",
+        CLIENT_ID,
+        "--token-file",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+const ALL_TOKENS: [&str; 4] = [OLD_ACCESS, OLD_REFRESH, NEW_ACCESS, NEW_REFRESH];
+
+#[tokio::test]
+async fn refresh_saves_the_rotated_set_in_the_token_file_and_prints_no_secret() {
+    let server = token_endpoint(rotated_response(), 1).await;
+    let dir = temp_dir("refresh");
+    let file = token_file(&dir);
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(&refresh_args("refresh", &token_url, &file, &[]), None, &[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "refreshed: access token (27 chars) expires in 3599 s; refresh token rotated: yes; scope: read write\nsaved: {}\n",
+            file.display()
+        )
+    );
+    assert_eq!(run.stderr, "");
+    run.assert_no_secret(&ALL_TOKENS);
+    assert_new_set(&read_json(&file), NEW_REFRESH);
+    assert_eq!(mode(&file), 0o600);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn refresh_keeps_the_refresh_token_the_server_did_not_rotate() {
+    let server = token_endpoint(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({ "access_token": NEW_ACCESS, "token_type": "Bearer" })),
+        1,
+    )
+    .await;
+    let dir = temp_dir("not-rotated");
+    let file = token_file(&dir);
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(&refresh_args("refresh", &token_url, &file, &[]), None, &[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "refreshed: access token (27 chars) expiry not given; refresh token rotated: no; scope: not given\nsaved: {}\n",
+            file.display()
+        )
+    );
+    let stored = read_json(&file);
+    assert_eq!(stored["access_token"], NEW_ACCESS);
+    assert_eq!(stored["refresh_token"], OLD_REFRESH);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn print_tokens_prints_the_new_set_with_its_secrets() {
+    let server = token_endpoint(rotated_response(), 1).await;
+    let dir = temp_dir("print");
+    let file = token_file(&dir);
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(
+        &refresh_args("refresh", &token_url, &file, &["--print-tokens"]),
+        None,
+        &[],
+    )
+    .await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stderr, "");
+    let printed: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_new_set(&printed, NEW_REFRESH);
+    assert_eq!(
+        printed,
+        read_json(&file),
+        "what is printed is what is stored"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn refresh_a_bare_refresh_token_from_stdin() {
+    let server = token_endpoint(rotated_response(), 1).await;
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(
+        &refresh_args("refresh", &token_url, Path::new("-"), &["--print-tokens"]),
+        Some(&format!("{OLD_REFRESH}\n")),
+        &[],
+    )
+    .await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stderr, "");
+    assert_new_set(&serde_json::from_str(&run.stdout).unwrap(), NEW_REFRESH);
+}
+
+#[tokio::test]
+async fn refresh_a_token_response_from_stdin_into_a_new_token_file() {
+    let server = token_endpoint(rotated_response(), 1).await;
+    let token_url = format!("{}/token", server.uri());
+    let dir = temp_dir("stdin-out");
+    let out = dir.join("new-tokens.json");
+    let response = json!({
+        "access_token": OLD_ACCESS,
+        "token_type": "Bearer",
+        "refresh_token": OLD_REFRESH,
+        "expires_in": 3600,
+        "id_token": "ignored",
+    });
+
+    let run = exec(
+        &refresh_args(
+            "refresh",
+            &token_url,
+            Path::new("-"),
+            &["--out", out.to_str().unwrap()],
+        ),
+        Some(&response.to_string()),
+        &[],
+    )
+    .await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "refreshed: access token (27 chars) expires in 3599 s; refresh token rotated: yes; scope: read write\nsaved: {}\n",
+            out.display()
+        )
+    );
+    assert_eq!(run.stderr, "");
+    run.assert_no_secret(&ALL_TOKENS);
+    assert_new_set(&read_json(&out), NEW_REFRESH);
+    assert_eq!(mode(&out), 0o600);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn stdin_without_out_or_print_tokens_is_a_usage_error() {
+    let server = token_endpoint(rotated_response(), 0).await;
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(
+        &refresh_args("refresh", &token_url, Path::new("-"), &[]),
+        Some(OLD_REFRESH),
+        &[],
+    )
+    .await;
+
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.starts_with(
+            "error: with --token-file -, the new (possibly rotated) refresh token has nowhere to go: give --out PATH, or --print-tokens\n"
+        ),
+        "{run:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_grant_exits_3_with_the_servers_description() {
+    let server = token_endpoint(
+        oauth_error(400, "invalid_grant", "Token has been expired or revoked."),
+        1,
+    )
+    .await;
+    let dir = temp_dir("invalid-grant");
+    let file = token_file(&dir);
+    let before = std::fs::read(&file).unwrap();
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(&refresh_args("refresh", &token_url, &file, &[]), None, &[]).await;
+
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: refresh failed: the authorization server rejected the refresh token: invalid_grant: Token has been expired or revoked.\n{INVALID_GRANT_HINT}"
+        )
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the file is untouched"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn invalid_client_exits_4_and_never_shows_the_secret() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(header("authorization", basic(CLIENT_ID, "env-secret-5678")))
+        .respond_with(oauth_error(
+            401,
+            "invalid_client",
+            "Client authentication failed.",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = temp_dir("invalid-client");
+    let file = token_file(&dir);
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(
+        &refresh_args("refresh", &token_url, &file, &[]),
+        None,
+        &[("OAUTH2_CLIENT_SECRET", "env-secret-5678")],
+    )
+    .await;
+
+    assert_eq!(run.code, 4, "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: refresh failed: the authorization server answered 401 Unauthorized: invalid_client: Client authentication failed.\n{INVALID_CLIENT_HINT}"
+        )
+    );
+    run.assert_no_secret(&["env-secret-5678", OLD_ACCESS, OLD_REFRESH]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_secret_echoed_by_the_server_is_redacted() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(oauth_error(
+            401,
+            "invalid_client",
+            "bad secret env-secret-5678 for old-refresh-token-RRRR\u{1b}[2J",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = temp_dir("echo");
+    let file = token_file(&dir);
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(
+        &refresh_args("refresh", &token_url, &file, &[]),
+        None,
+        &[("OAUTH2_CLIENT_SECRET", "env-secret-5678")],
+    )
+    .await;
+
+    assert_eq!(run.code, 4, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: refresh failed: the authorization server answered 401 Unauthorized: invalid_client: bad secret [redacted] for [redacted]\\u{{1b}}[2J\n{INVALID_CLIENT_HINT}"
+        )
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_server_error_exits_5_after_the_retries() {
+    let server = token_endpoint(ResponseTemplate::new(503), 3).await;
+    let dir = temp_dir("unavailable");
+    let file = token_file(&dir);
+    let before = std::fs::read(&file).unwrap();
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(&refresh_args("refresh", &token_url, &file, &[]), None, &[]).await;
+
+    assert_eq!(run.code, 5, "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        "error: refresh failed: the authorization server answered 503 Service Unavailable\n"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_server_exits_5() {
+    // A loopback port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("unreachable");
+    let file = token_file(&dir);
+    let token_url = format!("http://127.0.0.1:{port}/token");
+
+    let run = exec(&refresh_args("refresh", &token_url, &file, &[]), None, &[]).await;
+
+    assert_eq!(run.code, 5, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: refresh failed: could not reach the authorization server"),
+        "{run:?}"
+    );
+    run.assert_no_secret(&ALL_TOKENS);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_token_file_others_can_read_exits_6_with_the_chmod_hint() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = token_endpoint(rotated_response(), 0).await;
+    let dir = temp_dir("world-readable");
+    let file = token_file(&dir);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let token_url = format!("{}/token", server.uri());
+
+    for command in ["refresh", "check", "revoke"] {
+        let mut args = refresh_args(command, &token_url, &file, &[]);
+        args.extend(["--revocation-url", &token_url]);
+        let run = exec(&args, None, &[]).await;
+
+        assert_eq!(run.code, 6, "{command}: {run:?}");
+        assert_eq!(run.stdout, "", "{command}");
+        assert!(
+            run.stderr.starts_with("error: cannot use the token file: "),
+            "{command}: {run:?}"
+        );
+        assert!(
+            run.stderr
+                .contains(&format!("run `chmod 600 {}`", file.display())),
+            "{command}: {run:?}"
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "{command}: {run:?}");
+        run.assert_no_secret(&ALL_TOKENS);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_token_file_exits_6() {
+    let server = token_endpoint(rotated_response(), 0).await;
+    let dir = temp_dir("missing");
+    let file = dir.join("absent.json");
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(&refresh_args("refresh", &token_url, &file, &[]), None, &[]).await;
+
+    assert_eq!(run.code, 6, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: there is no token file at {0}\nhint: create it from a refresh token: `oauth2-refresh refresh --token-file - --out {0} ...` with the token on stdin\n",
+            file.display()
+        )
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn check_says_valid_and_keeps_the_rotated_token() {
+    let server = token_endpoint(rotated_response(), 1).await;
+    let dir = temp_dir("check-valid");
+    let file = token_file(&dir);
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(&refresh_args("check", &token_url, &file, &[]), None, &[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "valid\n");
+    assert_eq!(run.stderr, "");
+    assert_new_set(&read_json(&file), NEW_REFRESH);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn check_says_invalid_with_the_oauth_error() {
+    let cases = [
+        (
+            oauth_error(400, "invalid_grant", "Token has been expired or revoked."),
+            3,
+            "invalid: invalid_grant Token has been expired or revoked.\n",
+        ),
+        (
+            oauth_error(401, "invalid_client", "Client authentication failed."),
+            4,
+            "invalid: invalid_client Client authentication failed.\n",
+        ),
+        (
+            ResponseTemplate::new(400).set_body_json(json!({ "error": "invalid_grant" })),
+            3,
+            "invalid: invalid_grant\n",
+        ),
+    ];
+    for (response, code, stdout) in cases {
+        let server = token_endpoint(response, 1).await;
+        let dir = temp_dir("check-invalid");
+        let file = token_file(&dir);
+        let token_url = format!("{}/token", server.uri());
+
+        let run = exec(&refresh_args("check", &token_url, &file, &[]), None, &[]).await;
+
+        assert_eq!(run.code, code, "{run:?}");
+        assert_eq!(run.stdout, stdout);
+        assert_eq!(run.stderr, "");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn discover_prints_the_endpoints() {
+    let server = MockServer::start().await;
+    let issuer = server.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-authorization-server"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}/token"),
+            "revocation_endpoint": format!("{issuer}/revoke"),
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let run = exec(&["discover", &issuer], None, &[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "issuer: {issuer}\n\
+             token_endpoint: {issuer}/token\n\
+             revocation_endpoint: {issuer}/revoke\n\
+             token_endpoint_auth_methods_supported: client_secret_basic client_secret_post\n\
+             grant_types_supported: authorization_code refresh_token\n\
+             scopes_supported: (not given)\n"
+        )
+    );
+    assert_eq!(run.stderr, "");
+}
+
+#[tokio::test]
+async fn discover_of_an_unknown_issuer_fails() {
+    let server = MockServer::start().await;
+    let run = exec(&["discover", &server.uri()], None, &[]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: discovery of {} failed: the authorization server answered 404 Not Found\n",
+            server.uri()
+        )
+    );
+}
+
+#[tokio::test]
+async fn revoke_found_by_discovery_revokes_the_refresh_token_and_deletes_the_file() {
+    let server = MockServer::start().await;
+    let issuer = server.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-authorization-server"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}/token"),
+            "revocation_endpoint": format!("{issuer}/revoke"),
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .and(body_string_contains(format!("token={OLD_REFRESH}")))
+        .and(body_string_contains("token_type_hint=refresh_token"))
+        .and(body_string_contains(format!("client_id={CLIENT_ID}")))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let dir = temp_dir("revoke");
+    let file = token_file(&dir);
+
+    let run = exec(
+        &[
+            "revoke",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            CLIENT_ID,
+            "--token-file",
+            file.to_str().unwrap(),
+        ],
+        None,
+        &[],
+    )
+    .await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!("revoked: refresh token\ndeleted: {}\n", file.display())
+    );
+    assert_eq!(run.stderr, "");
+    run.assert_no_secret(&ALL_TOKENS);
+    assert!(!file.exists(), "the token file is deleted");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn revoke_access_token_keeps_the_token_file() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .and(body_string_contains(format!("token={OLD_ACCESS}")))
+        .and(body_string_contains("token_type_hint=access_token"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = temp_dir("revoke-access");
+    let file = token_file(&dir);
+    let before = std::fs::read(&file).unwrap();
+    let revocation_url = format!("{}/revoke", server.uri());
+
+    let run = exec(
+        &[
+            "revoke",
+            "--access-token",
+            "--revocation-url",
+            &revocation_url,
+            "--client-id",
+            CLIENT_ID,
+            "--token-file",
+            file.to_str().unwrap(),
+        ],
+        None,
+        &[],
+    )
+    .await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "revoked: access token\n");
+    assert_eq!(run.stderr, "");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_client_secret_reaches_the_server_from_a_file_or_the_environment() {
+    let dir = temp_dir("secrets");
+    let secret_file = dir.join("client-secret");
+    write_private(&secret_file, "file-secret-1234\n");
+    let secret_file = secret_file.to_str().unwrap().to_owned();
+
+    /// Extra args, environment, the secret, whether it goes as Basic.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str, bool);
+    let cases: [Case; 4] = [
+        (
+            vec!["--client-secret-file", &secret_file],
+            vec![],
+            "file-secret-1234",
+            true,
+        ),
+        (
+            vec!["--client-secret-env", "MY_CLI_SECRET"],
+            vec![("MY_CLI_SECRET", "named-env-secret-5678")],
+            "named-env-secret-5678",
+            true,
+        ),
+        (
+            vec![],
+            vec![("OAUTH2_CLIENT_SECRET", "default-env-secret-9012")],
+            "default-env-secret-9012",
+            true,
+        ),
+        (
+            vec!["--auth", "post", "--client-secret-file", &secret_file],
+            vec![],
+            "file-secret-1234",
+            false,
+        ),
+    ];
+    for (extra, env, secret, as_basic) in cases {
+        let server = MockServer::start().await;
+        let mock = Mock::given(method("POST"))
+            .and(path("/token"))
+            .and(body_string_contains(format!("refresh_token={OLD_REFRESH}")));
+        let mock = if as_basic {
+            mock.and(header("authorization", basic(CLIENT_ID, secret)))
+                .and(|request: &Request| {
+                    !String::from_utf8_lossy(&request.body).contains("client_secret")
+                })
+        } else {
+            mock.and(no_authorization)
+                .and(body_string_contains(format!("client_id={CLIENT_ID}")))
+                .and(body_string_contains(format!("client_secret={secret}")))
+        };
+        mock.respond_with(rotated_response())
+            .expect(1)
+            .mount(&server)
+            .await;
+        let file = token_file(&dir);
+        let token_url = format!("{}/token", server.uri());
+
+        let run = exec(
+            &refresh_args("refresh", &token_url, &file, &extra),
+            None,
+            &env,
+        )
+        .await;
+
+        assert_eq!(run.code, 0, "{extra:?}: {run:?}");
+        assert_eq!(run.stderr, "", "{extra:?}");
+        run.assert_no_secret(&[secret, OLD_ACCESS, OLD_REFRESH, NEW_ACCESS, NEW_REFRESH]);
+        assert_new_set(&read_json(&file), NEW_REFRESH);
+        server.verify().await;
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_a_local_problem() {
+    let server = token_endpoint(rotated_response(), 0).await;
+    let dir = temp_dir("no-secret");
+    let file = token_file(&dir);
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(
+        &refresh_args(
+            "refresh",
+            &token_url,
+            &file,
+            &["--client-secret-env", "OAUTH2_CLI_TEST_UNSET"],
+        ),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 6, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: the environment variable OAUTH2_CLI_TEST_UNSET (--client-secret-env) is not set\n"
+    );
+
+    let absent = dir.join("absent-secret");
+    let run = exec(
+        &refresh_args(
+            "refresh",
+            &token_url,
+            &file,
+            &["--client-secret-file", absent.to_str().unwrap()],
+        ),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 6, "{run:?}");
+    assert!(
+        run.stderr.starts_with(&format!(
+            "error: cannot open the client secret file {}: ",
+            absent.display()
+        )),
+        "{run:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn secrets_are_not_taken_on_the_command_line() {
+    let run = exec(
+        &[
+            "refresh",
+            "--token-url",
+            "https://auth.example.com/token",
+            "--token-file",
+            "tokens.json",
+            "--client-secret",
+            "typed-secret",
+        ],
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: unexpected argument '--client-secret' found"),
+        "{run:?}"
+    );
+
+    let run = exec(
+        &[
+            "refresh",
+            "--token-url",
+            "https://auth.example.com/token",
+            "--token-file",
+            "tokens.json",
+            "--param",
+            "client_secret=typed-secret",
+        ],
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("`client_secret` is a secret and is never taken on the command line"),
+        "{run:?}"
+    );
+}
+
+#[tokio::test]
+async fn help_documents_the_exit_codes() {
+    let run = exec(&["--help"], None, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for line in [
+        "  0  success (check: the refresh token is valid)",
+        "  2  usage: missing or contradictory arguments",
+        "  3  invalid_grant: the refresh token is expired, revoked or already used;",
+        "  4  another OAuth error from the authorization server, for example",
+        "  5  transient: network error, timeout, HTTP 5xx or 429 (after retries);",
+        "  6  local problem: the token file is missing, unreadable or readable by",
+    ] {
+        assert!(run.stdout.contains(line), "{line:?} in {}", run.stdout);
+    }
+}
+
+#[tokio::test]
+async fn revoke_a_refresh_token_from_stdin() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .and(body_string_contains(format!("token={OLD_REFRESH}")))
+        .and(body_string_contains("token_type_hint=refresh_token"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let revocation_url = format!("{}/revoke", server.uri());
+
+    let run = exec(
+        &[
+            "revoke",
+            "--revocation-url",
+            &revocation_url,
+            "--client-id",
+            CLIENT_ID,
+            "--token-file",
+            "-",
+        ],
+        Some(&format!("{OLD_REFRESH}\n")),
+        &[],
+    )
+    .await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "revoked: refresh token\n");
+    assert_eq!(run.stderr, "");
+
+    // Only an access token can be revoked without one, and stdin had none.
+    let run = exec(
+        &[
+            "revoke",
+            "--access-token",
+            "--revocation-url",
+            &revocation_url,
+            "--token-file",
+            "-",
+        ],
+        Some(OLD_REFRESH),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 6, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: the tokens on stdin have no access token\n"
+    );
+}
+
+#[tokio::test]
+async fn configuration_problems() {
+    let dir = temp_dir("config");
+    let file = token_file(&dir);
+
+    // Revocation needs its endpoint, not the token endpoint.
+    let run = exec(
+        &refresh_args("revoke", "https://auth.example.com/token", &file, &[]),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: revoke needs --revocation-url URL or --issuer URL\n"),
+        "{run:?}"
+    );
+
+    // Plain http only to loopback: nothing is sent elsewhere.
+    let run = exec(
+        &refresh_args("refresh", "http://auth.example.com/token", &file, &[]),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 6, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: invalid configuration: the token URL must use https (http only for loopback)\n"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
