@@ -67,9 +67,9 @@ pub enum Error {
     #[error("could not reach the authorization server")]
     Transport(#[source] Arc<reqwest::Error>),
 
-    /// The token endpoint answered something that is not a usable token
-    /// response.
-    #[error("invalid token response: {reason}")]
+    /// The authorization server answered something unusable: not a token
+    /// response, metadata for another issuer, a redirect, too large.
+    #[error("unusable answer from the authorization server: {reason}")]
     InvalidResponse {
         /// What was wrong with it.
         reason: String,

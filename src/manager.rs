@@ -343,7 +343,8 @@ impl TokenManager {
     /// when there is no refresh token), then clears the stored token set.
     /// Afterwards the manager has no tokens until
     /// [`set_tokens`](Self::set_tokens); the builder's tokens are not used
-    /// again.
+    /// again. (A client-credentials manager asks for a new grant when next
+    /// needed: its session is the client itself.)
     ///
     /// The server answers 200 also for a token it does not know, so revoking
     /// twice is fine; a 503 is retried like a refresh.
@@ -377,8 +378,12 @@ impl TokenManager {
     }
 
     /// Revokes only the current access token (RFC 7009,
-    /// `token_type_hint=access_token`); the refresh token stays, and the next
-    /// request that needs a token refreshes.
+    /// `token_type_hint=access_token`). The manager then treats it as
+    /// expired, so the next request gets a new one first instead of a 401.
+    ///
+    /// The refresh token is kept, but RFC 7009 §2.1 lets a server revoke the
+    /// whole grant with it (oidc-provider does): the next refresh may then
+    /// fail with [`Error::InvalidGrant`].
     pub async fn revoke_access_token(&self) -> Result<(), Error> {
         let url = self.revocation_url()?;
         let current = self.loaded().await?;
@@ -391,7 +396,17 @@ impl TokenManager {
                 TokenKind::Access,
                 inner.clock.as_ref(),
             )
-            .await
+            .await?;
+        let mut flight = self.lock_flight().await?;
+        if let Some(now_current) = inner.current.load_full()
+            && now_current.generation == current.generation
+        {
+            let mut tokens = current.tokens.clone();
+            tokens.expire_at(inner.clock.now());
+            let persisted = current.persisted.load(Ordering::SeqCst);
+            self.publish(tokens, persisted, &mut flight)?;
+        }
+        Ok(())
     }
 
     fn revocation_url(&self) -> Result<&Url, Error> {

@@ -154,6 +154,12 @@ impl TokenSet {
         self.scope.as_deref()
     }
 
+    /// Makes the access token count as expired from `now` on.
+    pub(crate) fn expire_at(&mut self, now: SystemTime) {
+        self.issued_at = now;
+        self.expires_in = Some(Duration::ZERO);
+    }
+
     pub(crate) fn set_refresh_token(&mut self, refresh: Option<RefreshToken>) {
         self.refresh_token = refresh;
     }

@@ -169,17 +169,18 @@ async fn revoke_access_token_keeps_the_session() {
         .expect(1)
         .mount(&server)
         .await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=rt-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("at-2", None, None)))
+        .expect(1)
+        .mount(&server)
+        .await;
     let manager = with_revocation(&server).build().unwrap();
     manager.revoke_access_token().await.unwrap();
-    assert_eq!(
-        manager
-            .current_tokens()
-            .unwrap()
-            .refresh_token()
-            .unwrap()
-            .secret(),
-        "rt-1"
-    );
+    let kept = manager.current_tokens().unwrap();
+    assert_eq!(kept.refresh_token().unwrap().secret(), "rt-1");
+    // The revoked access token is not sent again: the next one is new.
+    assert_eq!(manager.access_token().await.unwrap().secret(), "at-2");
 }
 
 #[tokio::test]
