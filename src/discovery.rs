@@ -6,6 +6,7 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
+use crate::endpoint::{ReadError, read_capped};
 use crate::error::Error;
 use crate::manager::{TokenManager, TokenManagerBuilder};
 
@@ -99,27 +100,17 @@ async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<ServerMetad
     if status != StatusCode::OK {
         return Err(Error::HttpStatus { status });
     }
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_METADATA_BYTES as u64)
-    {
-        return Err(Error::invalid_response(
-            "the metadata document is too large",
-        ));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Error::Transport(std::sync::Arc::new(e.without_url())))?
-    {
-        if body.len() + chunk.len() > MAX_METADATA_BYTES {
+    let body = match read_capped(&mut response, MAX_METADATA_BYTES).await {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => {
             return Err(Error::invalid_response(
                 "the metadata document is too large",
             ));
         }
-        body.extend_from_slice(&chunk);
-    }
+        Err(ReadError::Transport(e)) => {
+            return Err(Error::Transport(std::sync::Arc::new(e.without_url())));
+        }
+    };
     serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse {
         reason: format!("the metadata at {url} is not usable"),
         source: Some(std::sync::Arc::new(e)),

@@ -386,13 +386,16 @@ fn interpret_revocation(answer: Answer) -> Result<(), AttemptError> {
     Err(error_answer(&answer, map))
 }
 
-enum ReadError {
+pub(crate) enum ReadError {
     TooLarge,
     Transport(reqwest::Error),
 }
 
 /// Reads the body, refusing to buffer more than `cap` bytes.
-async fn read_capped(response: &mut reqwest::Response, cap: usize) -> Result<Vec<u8>, ReadError> {
+pub(crate) async fn read_capped(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, ReadError> {
     if response
         .content_length()
         .is_some_and(|len| len > cap as u64)
