@@ -297,7 +297,23 @@ impl TokenManager {
     /// valid, the current token is returned (and the failure logged); the
     /// error surfaces once the token has expired.
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
+        if let Some(token) = self.with_fresh(|current| current.tokens.access_token().clone()) {
+            return Ok(token);
+        }
         Ok(self.current().await?.tokens.access_token().clone())
+    }
+
+    /// The hot path: `read` from the current set if it is fresh, through an
+    /// `ArcSwap` guard (no reference count, no lock), with the clock read
+    /// only for a set that expires.
+    #[inline]
+    fn with_fresh<T>(&self, read: impl FnOnce(&Current) -> T) -> Option<T> {
+        let guard = self.inner.current.load();
+        let current = guard.as_ref()?;
+        match current.refresh_at {
+            Some(at) if self.inner.clock.now() >= at => None,
+            _ => Some(read(current)),
+        }
     }
 
     /// Forces a refresh now and returns the new token set. Single flight:
@@ -420,13 +436,8 @@ impl TokenManager {
     /// The current `Authorization` value and its generation; the fast path
     /// is one atomic load, a clock read and a reference-count increment.
     pub(crate) async fn bearer(&self) -> Result<(HeaderValue, u64), Error> {
-        {
-            let guard = self.inner.current.load();
-            if let Some(current) = guard.as_ref()
-                && current.is_fresh(self.inner.clock.now())
-            {
-                return Ok((current.header.clone(), current.generation));
-            }
+        if let Some(fresh) = self.with_fresh(|c| (c.header.clone(), c.generation)) {
+            return Ok(fresh);
         }
         let current = self.current().await?;
         Ok((current.header.clone(), current.generation))
