@@ -99,7 +99,8 @@ pub enum Error {
     /// tried again at the next refresh.
     #[error("the token store failed to {operation}")]
     Store {
-        /// `"load"` or `"save"`.
+        /// What failed: `"load"`, `"save"`, `"lock"`, `"release"`,
+        /// `"clear"` or `"connect"`.
         operation: &'static str,
         /// The store's error.
         #[source]
@@ -109,11 +110,6 @@ pub enum Error {
     /// The builder's configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
-
-    /// The refresh task ended without a result: it panicked, or the runtime
-    /// is shutting down.
-    #[error("the refresh task ended without a result")]
-    RefreshAborted,
 }
 
 impl Error {

@@ -4,14 +4,16 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use tracing::Instrument as _;
 
 use crate::clock::{Clock, SystemClock};
@@ -57,9 +59,9 @@ type RefreshHook = Arc<dyn Fn(&TokenSet) + Send + Sync + 'static>;
 /// - A rotated refresh token is saved to the store, and `on_refresh` is
 ///   called, before any caller sees the new access token. When the server
 ///   returns no refresh token, the old one is kept.
-/// - The refresh runs in its own task: a caller that gives up (a timeout, a
-///   dropped future) cannot abandon a refresh half way and lose a rotated
-///   refresh token.
+/// - A caller that gives up during a refresh (a timeout, a dropped future)
+///   cannot abandon it half way and lose a rotated refresh token: the
+///   refresh moves to a task of its own and completes.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
@@ -90,9 +92,10 @@ struct Inner {
     /// Held for the whole of a refresh (or a load, or a save), by the task
     /// that performs it.
     flight: Arc<Mutex<FlightState>>,
-    /// Refresh attempts finished so far; lets a waiter tell that an attempt
-    /// ended while it waited for the lock, so it shares that outcome.
-    finished_attempts: AtomicU64,
+    /// Announces the end of each refresh attempt, with its failure if it
+    /// failed: waiters learn the outcome from it without queueing for the
+    /// lock one after another.
+    attempt_ends: watch::Sender<AttemptEnd>,
     endpoint: TokenEndpoint,
     store: Arc<dyn TokenStore>,
     /// The builder's tokens, until they seed the store; gone after revoke.
@@ -106,6 +109,20 @@ struct Inner {
     background_pending: AtomicBool,
     failure_cooldown: Duration,
     store_timeout: Duration,
+}
+
+/// What a caller queued for a refresh got first.
+enum Waited<L> {
+    Locked(L),
+    AttemptEnded(Option<(u64, Error)>),
+}
+
+/// The refresh attempts finished so far, and how the last one failed.
+#[derive(Debug, Default)]
+struct AttemptEnd {
+    count: u64,
+    /// The generation the failed attempt tried to replace, and its error.
+    failure: Option<(u64, Error)>,
 }
 
 #[derive(Default)]
@@ -228,6 +245,59 @@ enum GrantKind {
     RefreshToken,
     /// Ask for a new token for the client itself (RFC 6749 §4.4).
     ClientCredentials,
+}
+
+/// Polls a future in the caller's task, and if the caller drops it before it
+/// is done, finishes it in a task of its own: a refresh that has spent its
+/// refresh token must get to save the new one.
+struct FinishOnDrop<F: Future + Send + 'static>
+where
+    F::Output: Send,
+{
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future + Send + 'static> FinishOnDrop<F>
+where
+    F::Output: Send,
+{
+    fn new(future: F) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<F: Future + Send + 'static> Future for FinishOnDrop<F>
+where
+    F::Output: Send,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let Some(future) = this.future.as_mut() else {
+            return Poll::Pending;
+        };
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        this.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for FinishOnDrop<F>
+where
+    F::Output: Send,
+{
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                future.await;
+            });
+        }
+    }
 }
 
 /// How a refresh ended well.
@@ -433,12 +503,17 @@ impl TokenManager {
         })
     }
 
-    /// The current `Authorization` value and its generation; the fast path
-    /// is one atomic load, a clock read and a reference-count increment.
+    /// The current `Authorization` value and its generation, if the token
+    /// is fresh: one atomic load, a clock read and a reference-count
+    /// increment. Synchronous, so that the middleware's future does not
+    /// carry the slow path.
+    pub(crate) fn fresh_bearer(&self) -> Option<(HeaderValue, u64)> {
+        self.with_fresh(|c| (c.header.clone(), c.generation))
+    }
+
+    /// The slow path of [`fresh_bearer`](Self::fresh_bearer): load, or
+    /// refresh first.
     pub(crate) async fn bearer(&self) -> Result<(HeaderValue, u64), Error> {
-        if let Some(fresh) = self.with_fresh(|c| (c.header.clone(), c.generation)) {
-            return Ok(fresh);
-        }
         let current = self.current().await?;
         Ok((current.header.clone(), current.generation))
     }
@@ -513,7 +588,7 @@ impl TokenManager {
             return Ok(current);
         }
         let inner = &self.inner;
-        let attempts_before = inner.finished_attempts.load(Ordering::SeqCst);
+        let attempts_before = self.attempts();
         let mut flight = self.lock_flight().await?;
         if let Some(current) = inner.current.load_full() {
             return Ok(current);
@@ -541,15 +616,18 @@ impl TokenManager {
                 {
                     return Err(error);
                 }
-                let result = self.spend(None).await;
-                inner.finished_attempts.fetch_add(1, Ordering::SeqCst);
-                let tokens = result.inspect_err(|error| {
-                    flight.last_failure = Some(Failure {
-                        generation: 0,
-                        at: inner.clock.now(),
-                        error: error.clone(),
-                    });
-                })?;
+                let tokens = match self.spend(None).await {
+                    Ok(tokens) => tokens,
+                    Err(error) => {
+                        flight.last_failure = Some(Failure {
+                            generation: 0,
+                            at: inner.clock.now(),
+                            error: error.clone(),
+                        });
+                        self.attempt_ended(Some((0, error.clone())));
+                        return Err(error);
+                    }
+                };
                 if let Err(error) = save_to_store(inner, &tokens).await {
                     tracing::warn!(error = %error, "could not save the client's token");
                 }
@@ -558,7 +636,11 @@ impl TokenManager {
             }
             (None, None) => return Err(Error::NoTokens),
         };
-        self.publish(tokens, true, &mut flight)
+        let current = self.publish(tokens, true, &mut flight)?;
+        if inner.grant == GrantKind::ClientCredentials {
+            self.attempt_ended(None);
+        }
+        Ok(current)
     }
 
     async fn lock_flight(&self) -> Result<OwnedMutexGuard<FlightState>, Error> {
@@ -586,8 +668,45 @@ impl TokenManager {
         trigger: Trigger,
     ) -> Result<Arc<Current>, Error> {
         let inner = &self.inner;
-        let attempts_before = inner.finished_attempts.load(Ordering::SeqCst);
-        let flight = self.lock_flight().await?;
+        // A late 401 for a replaced token needs no lock at all.
+        if let Some(current) = inner.current.load_full()
+            && current.generation != generation
+        {
+            return Ok(current);
+        }
+        let mut ends = inner.attempt_ends.subscribe();
+        let attempts_before = ends.borrow_and_update().count;
+        // Wait for the lock, or for the attempt in flight to end: its outcome
+        // is ours too, without waiting for every queued caller to take and
+        // drop the lock in turn.
+        let mut lock = std::pin::pin!(self.lock_flight());
+        let mut ended = std::pin::pin!(ends.wait_for(|end| end.count != attempts_before));
+        let first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(flight) = lock.as_mut().poll(cx) {
+                return Poll::Ready(Waited::Locked(flight));
+            }
+            ended
+                .as_mut()
+                .poll(cx)
+                .map(|end| Waited::AttemptEnded(end.ok().and_then(|end| end.failure.clone())))
+        })
+        .await;
+        let flight = match first {
+            Waited::Locked(flight) => flight?,
+            Waited::AttemptEnded(failure) => {
+                if let Some(current) = inner.current.load_full()
+                    && current.generation != generation
+                {
+                    return Ok(current);
+                }
+                if let Some((failed, error)) = failure
+                    && failed == generation
+                {
+                    return Err(error);
+                }
+                lock.await?
+            }
+        };
 
         // Double check under the lock: someone may have refreshed already.
         let current = inner.current.load_full().ok_or(Error::NoTokens)?;
@@ -599,17 +718,17 @@ impl TokenManager {
             return Err(error);
         }
 
-        // The refresh runs in its own task, which owns the lock: if this
-        // caller is cancelled, the refresh still completes and is saved.
+        // The refresh owns the lock and runs in this caller's task, so the
+        // token request goes out at once (a spawned task would queue behind
+        // every other task of a busy runtime); if this caller is cancelled,
+        // the refresh moves to a task of its own and still completes and
+        // saves.
         let this = self.clone();
         let span = tracing::info_span!("oauth2_refresh", ?trigger, generation);
-        let task = tokio::spawn(
+        FinishOnDrop::new(
             async move { this.refresh_locked(flight, current).await }.instrument(span),
-        );
-        match task.await {
-            Ok(result) => result,
-            Err(_) => Err(Error::RefreshAborted),
-        }
+        )
+        .await
     }
 
     /// The error a caller gets instead of a new attempt for `generation`:
@@ -628,7 +747,7 @@ impl TokenManager {
             .last_failure
             .as_ref()
             .filter(|f| f.generation == generation)?;
-        let ended_while_waiting = inner.finished_attempts.load(Ordering::SeqCst) != attempts_before;
+        let ended_while_waiting = self.attempts() != attempts_before;
         let cooling_down = inner
             .clock
             .now()
@@ -650,13 +769,14 @@ impl TokenManager {
     ) -> Result<Arc<Current>, Error> {
         let inner = &self.inner;
         let result = self.coordinated_refresh(&current).await;
-        inner.finished_attempts.fetch_add(1, Ordering::SeqCst);
         let (tokens, saved) = match result {
             Ok(Outcome::Refreshed { tokens, saved }) => (tokens, saved),
             Ok(Outcome::Adopted(tokens)) => {
                 tracing::info!("adopted the token set another holder of the store refreshed");
                 self.announce(&tokens);
-                return self.publish(tokens, true, &mut flight);
+                let next = self.publish(tokens, true, &mut flight);
+                self.attempt_ended(None);
+                return next;
             }
             Err(error) => {
                 tracing::warn!(error = %error, "token refresh failed");
@@ -665,11 +785,14 @@ impl TokenManager {
                     at: inner.clock.now(),
                     error: error.clone(),
                 });
+                self.attempt_ended(Some((current.generation, error.clone())));
                 return Err(error);
             }
         };
         self.announce(&tokens);
-        let next = self.publish(tokens, saved.is_ok(), &mut flight)?;
+        let next = self.publish(tokens, saved.is_ok(), &mut flight);
+        self.attempt_ended(None);
+        let next = next?;
         tracing::info!(
             generation = next.generation,
             expires_in_secs = next.tokens.expires_in().map(|d| d.as_secs()),
@@ -853,6 +976,19 @@ impl TokenManager {
         let saved = save_to_store(&self.inner, tokens).await;
         self.announce(tokens);
         saved
+    }
+
+    fn attempts(&self) -> u64 {
+        self.inner.attempt_ends.borrow().count
+    }
+
+    /// Tells waiting callers that an attempt ended, after its outcome is
+    /// published (or recorded, for a failure).
+    fn attempt_ended(&self, failure: Option<(u64, Error)>) {
+        self.inner.attempt_ends.send_modify(|end| {
+            end.count += 1;
+            end.failure = failure;
+        });
     }
 
     /// Makes `tokens` the current set, under the lock. `persisted` says
@@ -1291,7 +1427,7 @@ impl TokenManagerBuilder {
             inner: Arc::new(Inner {
                 current: ArcSwapOption::empty(),
                 flight: Arc::new(Mutex::new(FlightState::default())),
-                finished_attempts: AtomicU64::new(0),
+                attempt_ends: watch::Sender::new(AttemptEnd::default()),
                 endpoint: TokenEndpoint {
                     url,
                     http,

@@ -113,19 +113,23 @@ impl Middleware for OAuth2Middleware {
         if !self.applies_to(&request, extensions) {
             return next.run(request, extensions).await;
         }
-        let (header, generation) = self
-            .manager
-            .bearer()
-            .await
-            .map_err(reqwest_middleware::Error::middleware)?;
-        request.headers_mut().insert(AUTHORIZATION, header);
-
+        let (header, generation) = match self.manager.fresh_bearer() {
+            Some(fresh) => fresh,
+            // Boxed: the slow path's state stays out of every request's
+            // future, which async_trait allocates.
+            None => Box::pin(self.manager.bearer())
+                .await
+                .map_err(reqwest_middleware::Error::middleware)?,
+        };
+        // Copy before the header goes in: the copy gets the new token on
+        // replay anyway, and a smaller header map clones more cheaply.
         let may_replay = extensions.get::<RefreshedAfter401>().is_none();
         let replay = if may_replay {
             request.try_clone()
         } else {
             None
         };
+        request.headers_mut().insert(AUTHORIZATION, header);
         let response = next.clone().run(request, extensions).await?;
         if response.status() != StatusCode::UNAUTHORIZED || !may_replay {
             return Ok(response);
@@ -139,9 +143,7 @@ impl Middleware for OAuth2Middleware {
             return Ok(response);
         };
         extensions.insert(RefreshedAfter401);
-        let header = self
-            .manager
-            .refresh_rejected(generation)
+        let header = Box::pin(self.manager.refresh_rejected(generation))
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         drop(response);
