@@ -247,9 +247,11 @@ fn main() {
                 floor12 = per;
                 per
             }
-            Variant::Trivial(_) | Variant::Copying(..) | Variant::Ours(_) | Variant::Naive(_) => {
-                floor13
-            }
+            Variant::Trivial(_)
+            | Variant::Copying(..)
+            | Variant::Ours(_)
+            | Variant::OursNoReplay(_)
+            | Variant::Naive(_) => floor13,
             _ => floor12,
         };
         println!(
@@ -323,6 +325,7 @@ fn interleaved(rt: &tokio::runtime::Runtime, variants: &[Variant], url: &str) {
             | Variant::Trivial(_)
             | Variant::Copying(..)
             | Variant::Ours(_)
+            | Variant::OursNoReplay(_)
             | Variant::Naive(_) => trivial,
             _ => trivial04,
         };

@@ -79,6 +79,7 @@ struct RefreshedAfter401;
 pub struct OAuth2Middleware {
     manager: TokenManager,
     origins: Vec<Origin>,
+    replay: bool,
 }
 
 impl OAuth2Middleware {
@@ -87,6 +88,7 @@ impl OAuth2Middleware {
         OAuth2MiddlewareBuilder {
             manager,
             origins: Vec::new(),
+            replay: true,
         }
     }
 
@@ -124,7 +126,7 @@ impl Middleware for OAuth2Middleware {
         // Copy before the header goes in: the copy gets the new token on
         // replay anyway, and a smaller header map clones more cheaply.
         let may_replay = extensions.get::<RefreshedAfter401>().is_none();
-        let replay = if may_replay {
+        let replay = if may_replay && self.replay {
             request.try_clone()
         } else {
             None
@@ -139,7 +141,16 @@ impl Middleware for OAuth2Middleware {
             return Ok(response);
         }
         let Some(mut replay) = replay else {
-            tracing::debug!("401 for a request with a streaming body; it cannot be replayed");
+            if self.replay {
+                tracing::debug!("401 for a request with a streaming body; it cannot be replayed");
+            } else {
+                // No copy to replay: renew the token for the next requests
+                // and hand the 401 back.
+                extensions.insert(RefreshedAfter401);
+                Box::pin(self.manager.refresh_rejected(generation))
+                    .await
+                    .map_err(reqwest_middleware::Error::middleware)?;
+            }
             return Ok(response);
         };
         extensions.insert(RefreshedAfter401);
@@ -158,6 +169,7 @@ impl fmt::Debug for OAuth2Middleware {
         f.debug_struct("OAuth2Middleware")
             .field("manager", &self.manager)
             .field("origins", &self.origins)
+            .field("replay", &self.replay)
             .finish()
     }
 }
@@ -168,6 +180,7 @@ impl fmt::Debug for OAuth2Middleware {
 pub struct OAuth2MiddlewareBuilder {
     manager: TokenManager,
     origins: Vec<String>,
+    replay: bool,
 }
 
 impl OAuth2MiddlewareBuilder {
@@ -176,6 +189,17 @@ impl OAuth2MiddlewareBuilder {
     /// exactly; subdomains are not included. Call it once per origin.
     pub fn allow_origin(mut self, origin: &str) -> Self {
         self.origins.push(origin.to_owned());
+        self
+    }
+
+    /// Whether a request that met a refreshable 401 is replayed with the new
+    /// token (default `true`). Replaying needs a copy of every request made
+    /// before it is sent (a few allocations: its URL, headers and
+    /// extensions). With `false` nothing is copied; a refreshable 401 still
+    /// renews the token, for the requests that follow, and is returned to
+    /// the caller.
+    pub fn replay_on_401(mut self, replay: bool) -> Self {
+        self.replay = replay;
         self
     }
 
@@ -195,6 +219,7 @@ impl OAuth2MiddlewareBuilder {
         Ok(OAuth2Middleware {
             manager: self.manager,
             origins,
+            replay: self.replay,
         })
     }
 }

@@ -559,3 +559,30 @@ async fn outer_retry_layer_does_not_cause_a_second_refresh() {
         .unwrap();
     assert_eq!(response.status(), 401);
 }
+
+#[tokio::test]
+async fn without_replay_a_401_renews_the_token_for_the_next_request() {
+    let auth = MockServer::start().await;
+    let api = MockServer::start().await;
+    token_endpoint_issuing(&auth, "new-access", 1).await;
+    api_rejecting_old_token(&api, ResponseTemplate::new(401)).await;
+    Mock::given(path("/data"))
+        .and(header("authorization", "Bearer new-access"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&api)
+        .await;
+    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(
+            OAuth2Middleware::builder(manager)
+                .allow_origin(&api.uri())
+                .replay_on_401(false)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    let url = format!("{}/data", api.uri());
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+}

@@ -385,8 +385,19 @@ pub fn ours(
     server: &Server,
     inner: reqwest::Client,
 ) -> reqwest_middleware::ClientWithMiddleware {
+    ours_with(manager, server, inner, true)
+}
+
+/// This crate, with or without the replay copy (`replay_on_401`).
+pub fn ours_with(
+    manager: TokenManager,
+    server: &Server,
+    inner: reqwest::Client,
+    replay: bool,
+) -> reqwest_middleware::ClientWithMiddleware {
     let auth = OAuth2Middleware::builder(manager)
         .allow_origin(&server.origin())
+        .replay_on_401(replay)
         .build()
         .expect("middleware");
     reqwest_middleware::ClientBuilder::new(inner)
@@ -673,6 +684,8 @@ pub enum Variant {
     /// The trivial middleware plus a replay copy (allocs.rs only).
     Copying(CopyMode, reqwest_middleware::ClientWithMiddleware),
     Ours(reqwest_middleware::ClientWithMiddleware),
+    /// Ours with `replay_on_401(false)`: no copy of the request.
+    OursNoReplay(reqwest_middleware::ClientWithMiddleware),
     Naive(reqwest_middleware::ClientWithMiddleware),
     Bare012(reqwest_012::Client),
     Trivial04(peers::Client),
@@ -689,6 +702,7 @@ impl Variant {
             Variant::Copying(CopyMode::TryCloneBefore, _) => "trivial + try_clone() before insert",
             Variant::Copying(CopyMode::HandCopyBefore, _) => "trivial + hand copy before insert",
             Variant::Ours(_) => "reqwest-oauth2-refresh",
+            Variant::OursNoReplay(_) => "reqwest-oauth2-refresh, replay_on_401(false)",
             Variant::Naive(_) => "naive Mutex<String> middleware",
             Variant::Bare012(_) => "bare reqwest 0.12 (peers' floor)",
             Variant::Trivial04(_) => "trivial middleware (rm 0.4)",
@@ -706,6 +720,7 @@ impl Variant {
             Variant::Copying(CopyMode::TryCloneBefore, _) => "copy_try_clone_before",
             Variant::Copying(CopyMode::HandCopyBefore, _) => "copy_hand_before",
             Variant::Ours(_) => "ours",
+            Variant::OursNoReplay(_) => "ours_no_replay",
             Variant::Naive(_) => "naive",
             Variant::Bare012(_) => "bare012",
             Variant::Trivial04(_) => "trivial04",
@@ -718,9 +733,11 @@ impl Variant {
     pub async fn get(&self, url: &str) -> u16 {
         match self {
             Variant::Bare(c) => get_bare(c, url).await,
-            Variant::Trivial(c) | Variant::Copying(_, c) | Variant::Ours(c) | Variant::Naive(c) => {
-                get(c, url).await
-            }
+            Variant::Trivial(c)
+            | Variant::Copying(_, c)
+            | Variant::Ours(c)
+            | Variant::OursNoReplay(c)
+            | Variant::Naive(c) => get(c, url).await,
             Variant::Bare012(c) => peers::get_bare(c, url).await,
             Variant::Trivial04(c) | Variant::Aliri(c) | Variant::ReqwestAuth(c) => {
                 peers::get(c, url).await
@@ -738,6 +755,12 @@ pub async fn hot_variants(server: &Server) -> Vec<Variant> {
         Variant::Bare(bare()),
         Variant::Trivial(trivial(bare())),
         Variant::Ours(ours(manager(server, &token, bare()), server, bare())),
+        Variant::OursNoReplay(ours_with(
+            manager(server, &token, bare()),
+            server,
+            bare(),
+            false,
+        )),
         Variant::Naive(naive(Naive::new(&token, server, bare()), bare())),
         Variant::Bare012(peers::bare()),
         Variant::Trivial04(peers::trivial(peers::bare())),
