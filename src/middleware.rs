@@ -140,23 +140,19 @@ impl Middleware for OAuth2Middleware {
             tracing::debug!("401 with a challenge that a new token cannot fix; returned as is");
             return Ok(response);
         }
-        let Some(mut replay) = replay else {
-            if self.replay {
-                tracing::debug!("401 for a request with a streaming body; it cannot be replayed");
-            } else {
-                // No copy to replay: renew the token for the next requests
-                // and hand the 401 back.
-                extensions.insert(RefreshedAfter401);
-                Box::pin(self.manager.refresh_rejected(generation))
-                    .await
-                    .map_err(reqwest_middleware::Error::middleware)?;
-            }
+        if replay.is_none() && self.replay {
+            tracing::debug!("401 for a request with a streaming body; it cannot be replayed");
             return Ok(response);
-        };
+        }
         extensions.insert(RefreshedAfter401);
         let header = Box::pin(self.manager.refresh_rejected(generation))
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
+        let Some(mut replay) = replay else {
+            // replay_on_401(false): the token is renewed for the requests
+            // that follow, and this 401 goes back to the caller.
+            return Ok(response);
+        };
         drop(response);
         replay.headers_mut().insert(AUTHORIZATION, header);
         tracing::debug!("replaying the request with the new token");
