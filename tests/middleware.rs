@@ -42,16 +42,21 @@ async fn api_rejecting_old_token(api: &MockServer, unauthorized: ResponseTemplat
         .await;
 }
 
+/// The API at `/data` answers `status` to `Bearer {token}`, `times` times.
+async fn api_answers(api: &MockServer, token: &str, status: u16, times: u64) {
+    Mock::given(path("/data"))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .respond_with(ResponseTemplate::new(status))
+        .expect(times)
+        .mount(api)
+        .await;
+}
+
 #[tokio::test]
 async fn attaches_bearer_token_to_allowed_origin() {
     let auth = MockServer::start().await;
     let api = MockServer::start().await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer old-access"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(2)
-        .mount(&api)
-        .await;
+    api_answers(&api, "old-access", 200, 2).await;
     token_endpoint_issuing(&auth, "unused", 0).await;
     let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
     let client = client(&manager, &api);
@@ -247,12 +252,7 @@ async fn invalid_token_challenge_refreshes() {
         ),
     )
     .await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer new-access"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(1)
-        .mount(&api)
-        .await;
+    api_answers(&api, "new-access", 200, 1).await;
     let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
     let response = client(&manager, &api)
         .get(format!("{}/data", api.uri()))
@@ -349,12 +349,7 @@ async fn failed_refresh_after_401_reaches_the_caller_as_typed_error() {
         .expect(1)
         .mount(&auth)
         .await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer old-access"))
-        .respond_with(ResponseTemplate::new(401))
-        .expect(2)
-        .mount(&api)
-        .await;
+    api_answers(&api, "old-access", 401, 2).await;
     let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
     let client = client(&manager, &api);
     for _ in 0..2 {
@@ -379,18 +374,8 @@ async fn token_within_leeway_is_refreshed_before_the_request() {
     let api = MockServer::start().await;
     let clock = TestClock::new();
     token_endpoint_issuing(&auth, "new-access", 1).await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer old-access"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(1)
-        .mount(&api)
-        .await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer new-access"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(1)
-        .mount(&api)
-        .await;
+    api_answers(&api, "old-access", 200, 1).await;
+    api_answers(&api, "new-access", 200, 1).await;
     let manager = builder(&auth)
         .clock(clock.clone())
         .tokens(old_tokens().with_expires_in(Duration::from_secs(3600)))
@@ -420,18 +405,8 @@ async fn leeway_never_exceeds_half_the_lifetime() {
         .expect(1)
         .mount(&auth)
         .await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer old-access"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(2)
-        .mount(&api)
-        .await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer new-access"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(2)
-        .mount(&api)
-        .await;
+    api_answers(&api, "old-access", 200, 2).await;
+    api_answers(&api, "new-access", 200, 2).await;
     let manager = builder(&auth)
         .clock(clock.clone())
         .tokens(old_tokens().with_expires_in(Duration::from_secs(10)))
@@ -455,12 +430,7 @@ async fn token_without_expiry_is_used_until_a_401() {
     let api = MockServer::start().await;
     let clock = TestClock::new();
     token_endpoint_issuing(&auth, "new-access", 0).await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer old-access"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(1)
-        .mount(&api)
-        .await;
+    api_answers(&api, "old-access", 200, 1).await;
     let manager = builder(&auth)
         .clock(clock.clone())
         .tokens(old_tokens())
@@ -485,12 +455,7 @@ async fn failed_refresh_before_expiry_keeps_using_the_valid_token() {
         .expect(2)
         .mount(&auth)
         .await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer old-access"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(2)
-        .mount(&api)
-        .await;
+    api_answers(&api, "old-access", 200, 2).await;
     let manager = builder(&auth)
         .clock(clock.clone())
         .max_retries(0)
@@ -532,12 +497,7 @@ async fn outer_retry_layer_does_not_cause_a_second_refresh() {
         .expect(1)
         .mount(&api)
         .await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer new-access"))
-        .respond_with(ResponseTemplate::new(401))
-        .expect(1)
-        .mount(&api)
-        .await;
+    api_answers(&api, "new-access", 401, 1).await;
     let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
     let policy = ExponentialBackoff::builder()
         .retry_bounds(Duration::from_millis(1), Duration::from_millis(2))
@@ -566,12 +526,7 @@ async fn without_replay_a_401_renews_the_token_for_the_next_request() {
     let api = MockServer::start().await;
     token_endpoint_issuing(&auth, "new-access", 1).await;
     api_rejecting_old_token(&api, ResponseTemplate::new(401)).await;
-    Mock::given(path("/data"))
-        .and(header("authorization", "Bearer new-access"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(1)
-        .mount(&api)
-        .await;
+    api_answers(&api, "new-access", 200, 1).await;
     let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(
