@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{TestClock, builder, client, our_error, token_body};
+use common::{TestClock, builder, client, our_error, token_body, token_endpoint_issues};
 use futures_util::future::join_all;
 use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
@@ -94,15 +94,7 @@ async fn concurrent_callers_of_an_expired_token_refresh_once() {
     let auth = MockServer::start().await;
     let api = MockServer::start().await;
     let clock = TestClock::new();
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "new-access",
-            None,
-            Some(3600),
-        )))
-        .expect(1)
-        .mount(&auth)
-        .await;
+    token_endpoint_issues(&auth, token_body("new-access", None, Some(3600)), 1).await;
     Mock::given(path("/data"))
         .and(header("authorization", "Bearer old-access"))
         .respond_with(ResponseTemplate::new(200))
@@ -183,15 +175,7 @@ impl Middleware for Gate {
 async fn late_401_for_a_replaced_token_is_replayed_without_refreshing() {
     let auth = MockServer::start().await;
     let api = MockServer::start().await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "new-access",
-            Some("r2"),
-            None,
-        )))
-        .expect(1)
-        .mount(&auth)
-        .await;
+    token_endpoint_issues(&auth, token_body("new-access", Some("r2"), None), 1).await;
     api_accepting_only_new_token(&api).await;
     let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
@@ -227,15 +211,7 @@ async fn late_401_for_a_replaced_token_is_replayed_without_refreshing() {
 #[tokio::test]
 async fn forced_refreshes_at_the_same_time_share_one_call() {
     let auth = MockServer::start().await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "new-access",
-            Some("r2"),
-            None,
-        )))
-        .expect(1)
-        .mount(&auth)
-        .await;
+    token_endpoint_issues(&auth, token_body("new-access", Some("r2"), None), 1).await;
     let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
     manager.access_token().await.unwrap();
     // One task polls them all before the refresh can finish: they all ask
@@ -351,15 +327,7 @@ async fn new_token_is_used_only_after_it_is_saved() {
     let api = MockServer::start().await;
     let saved = Arc::new(AtomicBool::new(false));
     let checked = Arc::new(AtomicUsize::new(0));
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "new-access",
-            Some("r2"),
-            None,
-        )))
-        .expect(1)
-        .mount(&auth)
-        .await;
+    token_endpoint_issues(&auth, token_body("new-access", Some("r2"), None), 1).await;
     Mock::given(path("/data"))
         .and(header("authorization", "Bearer new-access"))
         .respond_with(RequiresSaved {
@@ -397,15 +365,7 @@ async fn failed_save_keeps_the_new_tokens_and_reports_it() {
         }
     }
     let auth = MockServer::start().await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "new-access",
-            Some("r2"),
-            None,
-        )))
-        .expect(1)
-        .mount(&auth)
-        .await;
+    token_endpoint_issues(&auth, token_body("new-access", Some("r2"), None), 1).await;
     let manager = builder(&auth).store(BrokenStore).build().unwrap();
     manager.access_token().await.unwrap();
     let err = manager.refresh().await.unwrap_err();

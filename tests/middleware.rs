@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{TestClock, builder, client, our_error, token_body};
+use common::{TestClock, builder, client, our_error, token_body, token_endpoint_issues};
 use http::Extensions;
 use reqwest::header::AUTHORIZATION;
 use reqwest_middleware::{Middleware, Next};
@@ -21,16 +21,7 @@ fn old_tokens() -> TokenSet {
 }
 
 async fn token_endpoint_issuing(server: &MockServer, access: &str, expect: u64) {
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            access,
-            None,
-            Some(3600),
-        )))
-        .expect(expect)
-        .mount(server)
-        .await;
+    token_endpoint_issues(server, token_body(access, None, Some(3600)), expect).await;
 }
 
 async fn api_rejecting_old_token(api: &MockServer, unauthorized: ResponseTemplate) {
@@ -396,15 +387,7 @@ async fn leeway_never_exceeds_half_the_lifetime() {
     let api = MockServer::start().await;
     let clock = TestClock::new();
     // Tokens live 10 s: with a 60 s leeway, refresh at 5 s, not on every call.
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "new-access",
-            None,
-            Some(10),
-        )))
-        .expect(1)
-        .mount(&auth)
-        .await;
+    token_endpoint_issues(&auth, token_body("new-access", None, Some(10)), 1).await;
     api_answers(&api, "old-access", 200, 2).await;
     api_answers(&api, "new-access", 200, 2).await;
     let manager = builder(&auth)

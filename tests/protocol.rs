@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, form, our_error, token_body};
+use common::{client, form, our_error, token_body, token_endpoint_issues};
 use futures_util::future::join_all;
 use reqwest_oauth2_refresh::{Error, ServerMetadata, TokenManager, TokenSet, providers};
 use serde_json::json;
@@ -70,15 +70,7 @@ async fn client_credentials_herd_after_a_401_makes_one_new_grant() {
         .expect(1)
         .mount(&auth)
         .await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "cc-2",
-            None,
-            Some(3600),
-        )))
-        .expect(1)
-        .mount(&auth)
-        .await;
+    token_endpoint_issues(&auth, token_body("cc-2", None, Some(3600)), 1).await;
     Mock::given(path("/data"))
         .and(header("authorization", "Bearer cc-2"))
         .respond_with(ResponseTemplate::new(200))

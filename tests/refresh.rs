@@ -8,29 +8,20 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use common::{TestClock, builder, form, token_body, token_url};
+use common::{TestClock, builder, form, token_body, token_endpoint_issues, token_url};
 use reqwest_oauth2_refresh::{BoxError, ClientAuth, Error, TokenManager, TokenSet, TokenStore};
 use serde_json::json;
-use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::matchers::{body_string_contains, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn tokens() -> TokenSet {
     TokenSet::new("old-access").with_refresh_token("r1")
 }
 
-async fn issue(server: &MockServer, body: serde_json::Value, expect: u64) {
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .expect(expect)
-        .mount(server)
-        .await;
-}
-
 #[tokio::test]
 async fn basic_credentials_are_form_urlencoded_before_base64() {
     let server = MockServer::start().await;
-    issue(&server, token_body("a2", None, Some(60)), 1).await;
+    token_endpoint_issues(&server, token_body("a2", None, Some(60)), 1).await;
     let secret = "s3cr:t/+ é&=%";
     let manager = TokenManager::builder(&token_url(&server))
         .client_id("my app:1")
@@ -63,7 +54,7 @@ async fn basic_credentials_are_form_urlencoded_before_base64() {
 #[tokio::test]
 async fn secret_post_sends_credentials_in_the_body() {
     let server = MockServer::start().await;
-    issue(&server, token_body("a2", None, Some(60)), 1).await;
+    token_endpoint_issues(&server, token_body("a2", None, Some(60)), 1).await;
     let manager = TokenManager::builder(&token_url(&server))
         .client_id("app")
         .client_secret("p&ss=word")
@@ -84,7 +75,7 @@ async fn secret_post_sends_credentials_in_the_body() {
 #[tokio::test]
 async fn public_client_sends_its_client_id_only() {
     let server = MockServer::start().await;
-    issue(&server, token_body("a2", None, Some(60)), 1).await;
+    token_endpoint_issues(&server, token_body("a2", None, Some(60)), 1).await;
     let manager = builder(&server).tokens(tokens()).build().unwrap();
     manager.refresh().await.unwrap();
 
@@ -103,7 +94,7 @@ async fn public_client_sends_its_client_id_only() {
 #[tokio::test]
 async fn scope_and_extra_parameters_are_sent() {
     let server = MockServer::start().await;
-    issue(&server, token_body("a2", None, Some(60)), 1).await;
+    token_endpoint_issues(&server, token_body("a2", None, Some(60)), 1).await;
     let manager = builder(&server)
         .scope("openid offline_access api://x/.default")
         .extra_param("resource", "https://api.example.com")
@@ -199,7 +190,7 @@ async fn rotated_refresh_token_is_saved_and_announced_before_use() {
 #[tokio::test]
 async fn refresh_token_is_kept_when_none_is_returned() {
     let server = MockServer::start().await;
-    issue(&server, token_body("a2", None, Some(60)), 2).await;
+    token_endpoint_issues(&server, token_body("a2", None, Some(60)), 2).await;
     let manager = builder(&server).tokens(tokens()).build().unwrap();
     let next = manager.refresh().await.unwrap();
     assert_eq!(next.refresh_token().unwrap().secret(), "r1");
@@ -213,7 +204,7 @@ async fn refresh_token_is_kept_when_none_is_returned() {
 async fn expiry_is_stamped_when_the_response_arrives() {
     let server = MockServer::start().await;
     let clock = TestClock::new();
-    issue(
+    token_endpoint_issues(
         &server,
         json!({"access_token": "a2", "token_type": "bearer", "expires_in": "120", "extra": [1]}),
         1,
@@ -296,7 +287,7 @@ async fn other_oauth_errors_keep_status_code_and_description() {
 #[tokio::test]
 async fn error_inside_a_200_is_an_error() {
     let server = MockServer::start().await;
-    issue(&server, json!({"error": "invalid_grant"}), 1).await;
+    token_endpoint_issues(&server, json!({"error": "invalid_grant"}), 1).await;
     let manager = builder(&server).tokens(tokens()).build().unwrap();
     assert!(matches!(
         manager.refresh().await.unwrap_err(),
@@ -344,7 +335,7 @@ async fn transient_failures_are_retried_with_the_same_refresh_token() {
         .expect(1)
         .mount(&server)
         .await;
-    issue(&server, token_body("a2", Some("r2"), Some(60)), 1).await;
+    token_endpoint_issues(&server, token_body("a2", Some("r2"), Some(60)), 1).await;
     let manager = builder(&server).tokens(tokens()).build().unwrap();
     let next = manager.refresh().await.unwrap();
     assert_eq!(next.access_token().secret(), "a2");
@@ -366,7 +357,7 @@ async fn slow_token_endpoint_times_out_and_is_retried() {
         .expect(1)
         .mount(&server)
         .await;
-    issue(&server, token_body("a2", None, Some(60)), 1).await;
+    token_endpoint_issues(&server, token_body("a2", None, Some(60)), 1).await;
     let manager = builder(&server)
         .attempt_timeout(Duration::from_millis(200))
         .tokens(tokens())
@@ -411,7 +402,7 @@ async fn exhausted_retries_keep_the_refresh_token_for_later() {
         .expect(3)
         .mount(&server)
         .await;
-    issue(&server, token_body("a2", Some("r2"), Some(60)), 1).await;
+    token_endpoint_issues(&server, token_body("a2", Some("r2"), Some(60)), 1).await;
     let manager = builder(&server)
         .max_retries(2)
         .tokens(tokens())
@@ -461,7 +452,7 @@ async fn unreachable_token_endpoint_is_a_transport_error() {
 async fn oversized_token_response_is_refused() {
     let server = MockServer::start().await;
     let huge = "x".repeat(100_000);
-    issue(
+    token_endpoint_issues(
         &server,
         json!({"access_token": huge, "token_type": "Bearer"}),
         1,
@@ -488,7 +479,7 @@ async fn redirects_from_the_token_endpoint_are_not_followed() {
         .expect(1)
         .mount(&server)
         .await;
-    issue(&elsewhere, token_body("stolen", None, None), 0).await;
+    token_endpoint_issues(&elsewhere, token_body("stolen", None, None), 0).await;
     let manager = builder(&server).tokens(tokens()).build().unwrap();
     let err = manager.refresh().await.unwrap_err();
     assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
@@ -497,7 +488,7 @@ async fn redirects_from_the_token_endpoint_are_not_followed() {
 #[tokio::test]
 async fn no_refresh_token_means_no_call() {
     let server = MockServer::start().await;
-    issue(&server, token_body("a2", None, None), 0).await;
+    token_endpoint_issues(&server, token_body("a2", None, None), 0).await;
     let manager = builder(&server)
         .tokens(TokenSet::new("only-access"))
         .build()

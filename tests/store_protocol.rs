@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{builder, token_body};
+use common::{builder, token_body, token_endpoint_issues};
 use reqwest_oauth2_refresh::{BoxError, LockedSave, StoreLock, TokenSet, TokenStore};
 use serde_json::json;
 use wiremock::matchers::path;
@@ -78,15 +78,7 @@ fn peers() -> Option<TokenSet> {
 #[tokio::test]
 async fn refresh_under_the_lock_saves_then_releases() {
     let server = MockServer::start().await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "at-1",
-            Some("rt-1"),
-            None,
-        )))
-        .expect(1)
-        .mount(&server)
-        .await;
+    token_endpoint_issues(&server, token_body("at-1", Some("rt-1"), None), 1).await;
     let store = ScriptedStore::default();
     store.0.lock().unwrap().loads.push_back(ours());
     let manager = builder(&server).store(store.clone()).build().unwrap();
@@ -118,15 +110,7 @@ async fn a_fresh_set_from_a_peer_is_adopted_without_calling_the_server() {
 #[tokio::test]
 async fn a_fenced_off_save_adopts_the_newer_stored_set() {
     let server = MockServer::start().await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "at-1",
-            Some("rt-1"),
-            None,
-        )))
-        .expect(1)
-        .mount(&server)
-        .await;
+    token_endpoint_issues(&server, token_body("at-1", Some("rt-1"), None), 1).await;
     let store = ScriptedStore::default();
     {
         let mut script = store.0.lock().unwrap();

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_oauth2_refresh::{Clock, OAuth2Middleware, TokenManager, TokenManagerBuilder};
 use serde_json::{Value, json};
-use wiremock::MockServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Real time plus an offset that tests advance; nothing sleeps.
 #[derive(Debug, Default)]
@@ -46,6 +47,16 @@ pub fn token_body(access: &str, refresh: Option<&str>, expires_in: Option<u64>) 
         body["expires_in"] = json!(expires_in);
     }
     body
+}
+
+/// The token endpoint answers `body` (200) to `times` POSTs.
+pub async fn token_endpoint_issues(server: &MockServer, body: Value, times: u64) {
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .expect(times)
+        .mount(server)
+        .await;
 }
 
 pub fn token_url(server: &MockServer) -> String {
