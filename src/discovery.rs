@@ -1,14 +1,17 @@
 //! Authorization server metadata: RFC 8414 and OpenID Connect Discovery.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
-use crate::endpoint::{ReadError, read_capped};
+use crate::endpoint::client_auth::ClientAuth;
 use crate::error::Error;
 use crate::manager::{TokenManager, TokenManagerBuilder};
+use crate::origin::parse_secure_url;
+use crate::util::http::{ReadError, no_redirect_client, read_capped};
 
 /// The largest metadata document read.
 const MAX_METADATA_BYTES: usize = 256 * 1024;
@@ -48,12 +51,10 @@ impl ServerMetadata {
     /// issuer in the document must be identical to `issuer`, and the issuer
     /// must be https (http only for loopback). Redirects are not followed.
     pub async fn fetch(http: &reqwest::Client, issuer: &str) -> Result<Self, Error> {
-        let url = Url::parse(issuer)
-            .map_err(|e| Error::Config(format!("the issuer `{issuer}` is not a URL: {e}")))?;
-        if !crate::origin::is_secure_url(&url) || url.query().is_some() || url.fragment().is_some()
-        {
+        let url = parse_secure_url(&format!("issuer `{issuer}`"), issuer)?;
+        if url.query().is_some() || url.fragment().is_some() {
             return Err(Error::Config(format!(
-                "the issuer `{issuer}` must be an https URL (http only for loopback) without query or fragment"
+                "the issuer `{issuer}` must have no query or fragment"
             )));
         }
         let mut last_error = None;
@@ -95,7 +96,7 @@ async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<ServerMetad
         .timeout(METADATA_TIMEOUT)
         .send()
         .await
-        .map_err(|e| Error::Transport(std::sync::Arc::new(e.without_url())))?;
+        .map_err(|e| Error::Transport(Arc::new(e.without_url())))?;
     let status = response.status();
     if status != StatusCode::OK {
         return Err(Error::HttpStatus { status });
@@ -108,59 +109,40 @@ async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<ServerMetad
             ));
         }
         Err(ReadError::Transport(e)) => {
-            return Err(Error::Transport(std::sync::Arc::new(e.without_url())));
+            return Err(Error::Transport(Arc::new(e.without_url())));
         }
     };
     serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse {
         reason: format!("the metadata at {url} is not usable"),
-        source: Some(std::sync::Arc::new(e)),
+        source: Some(Arc::new(e)),
     })
 }
 
-impl TokenManager {
-    /// A builder filled in from the issuer's metadata (see
-    /// [`ServerMetadata::fetch`]): the token endpoint, the revocation
-    /// endpoint, and a default client authentication method the server
-    /// supports. Add the client and the tokens as usual.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
-    /// use reqwest_oauth2_refresh::{TokenManager, TokenSet};
-    /// let manager = TokenManager::discover("https://accounts.google.com")
-    ///     .await?
-    ///     .client_id("my-app")
-    ///     .client_secret("…")
-    ///     .tokens(TokenSet::new("access").with_refresh_token("refresh"))
-    ///     .build()?;
-    /// # let _ = manager; Ok(()) }
-    /// ```
-    pub async fn discover(issuer: &str) -> Result<TokenManagerBuilder, Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Transport(std::sync::Arc::new(e)))?;
-        Self::discover_with(&http, issuer).await
-    }
+/// [`TokenManager::discover`]: metadata through a client that follows no
+/// redirects.
+pub(crate) async fn discover(issuer: &str) -> Result<TokenManagerBuilder, Error> {
+    discover_with(&no_redirect_client()?, issuer).await
+}
 
-    /// [`TokenManager::discover`] with your HTTP client (which is also used
-    /// for the token endpoint).
-    pub async fn discover_with(
-        http: &reqwest::Client,
-        issuer: &str,
-    ) -> Result<TokenManagerBuilder, Error> {
-        let metadata = ServerMetadata::fetch(http, issuer).await?;
-        Ok(Self::from_metadata(&metadata).http_client(http.clone()))
-    }
+/// [`TokenManager::discover_with`].
+pub(crate) async fn discover_with(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<TokenManagerBuilder, Error> {
+    let metadata = ServerMetadata::fetch(http, issuer).await?;
+    Ok(builder_from(&metadata).http_client(http.clone()))
+}
 
-    /// A builder from metadata you fetched yourself.
-    pub fn from_metadata(metadata: &ServerMetadata) -> TokenManagerBuilder {
-        let mut builder = TokenManager::builder(&metadata.token_endpoint)
-            .supported_auth_methods(metadata.token_endpoint_auth_methods_supported.clone());
-        if let Some(revocation) = &metadata.revocation_endpoint {
-            builder = builder.revocation_url(revocation);
-        }
-        builder
+/// [`TokenManager::from_metadata`]: the endpoints, and a default client
+/// authentication the server lists (Basic unless it lists only the body).
+pub(crate) fn builder_from(metadata: &ServerMetadata) -> TokenManagerBuilder {
+    let methods = metadata.token_endpoint_auth_methods_supported.as_deref();
+    let mut builder = TokenManager::builder(&metadata.token_endpoint)
+        .default_secret_auth(ClientAuth::default_for(methods));
+    if let Some(revocation) = &metadata.revocation_endpoint {
+        builder = builder.revocation_url(revocation);
     }
+    builder
 }
 
 #[cfg(test)]

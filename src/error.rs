@@ -88,15 +88,21 @@ pub enum Error {
     #[error("no tokens: give a TokenSet to the builder or fill the store")]
     NoTokens,
 
-    /// A refresh did not finish within its time budget.
+    /// A refresh (retries included) did not finish within its time budget,
+    /// or a caller waited longer than the refresh lock's wait for another
+    /// task's refresh. A store that does not answer in time is an
+    /// [`Error::Store`] instead.
     #[error("the token refresh did not finish within {0:?}")]
     Timeout(Duration),
 
-    /// The [`TokenStore`](crate::TokenStore) failed to load or save.
+    /// The [`TokenStore`](crate::TokenStore) failed, or did not answer within
+    /// the store timeout, or panicked. Store failures are handed to the
+    /// callers that waited for that refresh, but not remembered for the
+    /// failure cooldown: the next caller tries again.
     ///
     /// When a save fails after a refresh, the new tokens are still used from
-    /// memory (the old refresh token may already be spent) and the save is
-    /// tried again at the next refresh.
+    /// memory (the old refresh token may already be spent) and a background
+    /// task keeps trying to save them, until a newer set replaces them.
     #[error("the token store failed to {operation}")]
     Store {
         /// What failed: `"load"`, `"save"`, `"lock"`, `"release"`,
@@ -107,9 +113,16 @@ pub enum Error {
         source: Arc<dyn std::error::Error + Send + Sync + 'static>,
     },
 
-    /// The builder's configuration is unusable.
+    /// The builder's configuration is unusable, or the manager is used where
+    /// it cannot work (no Tokio runtime to refresh on).
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A refresh was cut short before it ended: it panicked, or it was
+    /// abandoned with no runtime left to finish it. Callers that waited for
+    /// it get this; the next caller tries again.
+    #[error("the token refresh was abandoned: {0}")]
+    Aborted(String),
 }
 
 impl Error {
@@ -132,7 +145,7 @@ impl Error {
     /// configuration).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Transport(_) | Error::Timeout(_) => true,
+            Error::Transport(_) | Error::Timeout(_) | Error::Aborted(_) => true,
             Error::HttpStatus { status } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }

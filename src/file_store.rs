@@ -5,12 +5,12 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::error::{BoxError, Error};
-use crate::store::{LockedSave, StoreLock, TokenStore};
+use crate::store::{LockedSave, StoreLock, TokenStore, poll_lock};
 use crate::token::TokenSet;
 
 /// The largest token file read; a token set is a few KiB at most.
@@ -269,28 +269,28 @@ impl TokenStore for FileStore {
         .await?;
         // Poll rather than block a thread: the wait stays bounded and the
         // runtime keeps its threads.
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) => {}
-                Err(TryLockError::Error(e)) => {
-                    return Err(io_error(format!(
+        let acquired = poll_lock(
+            wait,
+            Duration::from_millis(2),
+            Duration::from_millis(50),
+            || async {
+                match file.try_lock() {
+                    Ok(()) => Ok(true),
+                    Err(TryLockError::WouldBlock) => Ok(false),
+                    Err(TryLockError::Error(e)) => Err(io_error(format!(
                         "cannot lock {}",
                         self.lock_path.display()
-                    ))(e));
+                    ))(e)),
                 }
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "another process held {} for longer than {wait:?}",
-                    self.lock_path.display()
-                )
-                .into());
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            },
+        )
+        .await?;
+        if !acquired {
+            return Err(format!(
+                "another process held {} for longer than {wait:?}",
+                self.lock_path.display()
+            )
+            .into());
         }
         Ok(Some(Box::new(FileLock {
             file,

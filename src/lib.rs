@@ -51,6 +51,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod auth_flow;
 mod challenge;
 mod clock;
 mod discovery;
@@ -66,10 +67,11 @@ pub mod providers;
 mod redis_store;
 mod store;
 mod token;
+mod util;
 
 pub use clock::{Clock, SystemClock};
 pub use discovery::ServerMetadata;
-pub use endpoint::ClientAuth;
+pub use endpoint::client_auth::ClientAuth;
 pub use error::{BoxError, Error};
 #[cfg(feature = "file-store")]
 pub use file_store::FileStore;

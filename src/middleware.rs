@@ -1,18 +1,17 @@
-//! The reqwest middleware: attaches the token to allowed origins, refreshes
-//! on a refreshable 401 and replays the request once.
+//! The reqwest middleware: glue between `reqwest-middleware` and the
+//! transport-agnostic [`auth_flow`](crate::auth_flow), which decides who gets
+//! the token, what a 401 means and when to replay.
 
 use std::fmt;
 
 use async_trait::async_trait;
 use http::Extensions;
-use reqwest::header::AUTHORIZATION;
-use reqwest::{Request, Response, StatusCode};
+use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
-use crate::challenge;
+use crate::auth_flow::{AfterResponse, AuthFlow, OriginPolicy};
 use crate::error::Error;
 use crate::manager::TokenManager;
-use crate::origin::Origin;
 
 /// Sends a request without the token: put it in the request's extensions.
 ///
@@ -77,9 +76,7 @@ struct RefreshedAfter401;
 /// ```
 #[derive(Clone)]
 pub struct OAuth2Middleware {
-    manager: TokenManager,
-    origins: Vec<Origin>,
-    replay: bool,
+    flow: AuthFlow,
 }
 
 impl OAuth2Middleware {
@@ -94,13 +91,7 @@ impl OAuth2Middleware {
 
     /// The manager this middleware takes its tokens from.
     pub fn manager(&self) -> &TokenManager {
-        &self.manager
-    }
-
-    fn applies_to(&self, request: &Request, extensions: &Extensions) -> bool {
-        extensions.get::<SkipOAuth2>().is_none()
-            && !request.headers().contains_key(AUTHORIZATION)
-            && self.origins.iter().any(|o| o.matches(request.url()))
+        self.flow.manager()
     }
 }
 
@@ -112,40 +103,39 @@ impl Middleware for OAuth2Middleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if !self.applies_to(&request, extensions) {
+        let opted_out = extensions.get::<SkipOAuth2>().is_some();
+        if !self
+            .flow
+            .applies(request.url(), request.headers(), opted_out)
+        {
             return next.run(request, extensions).await;
         }
-        let (header, generation) = match self.manager.fresh_bearer() {
+        let lease = match self.flow.fresh_lease() {
             Some(fresh) => fresh,
             // Boxed: the slow path's state stays out of every request's
             // future, which async_trait allocates.
-            None => Box::pin(self.manager.bearer())
+            None => Box::pin(self.flow.lease())
                 .await
                 .map_err(reqwest_middleware::Error::middleware)?,
         };
         // Copy before the header goes in: the copy gets the new token on
         // replay anyway, and a smaller header map clones more cheaply.
-        let may_replay = extensions.get::<RefreshedAfter401>().is_none();
-        let replay = if may_replay && self.replay {
-            request.try_clone()
-        } else {
-            None
-        };
-        request.headers_mut().insert(AUTHORIZATION, header);
+        let already_refreshed = extensions.get::<RefreshedAfter401>().is_some();
+        let plan = self
+            .flow
+            .replay_plan(already_refreshed, || request.try_clone());
+        let sent = lease.apply(request.headers_mut());
         let response = next.clone().run(request, extensions).await?;
-        if response.status() != StatusCode::UNAUTHORIZED || !may_replay {
-            return Ok(response);
-        }
-        if !challenge::refresh_may_help(response.headers()) {
-            tracing::debug!("401 with a challenge that a new token cannot fix; returned as is");
-            return Ok(response);
-        }
-        if replay.is_none() && self.replay {
-            tracing::debug!("401 for a request with a streaming body; it cannot be replayed");
-            return Ok(response);
-        }
+        let replay = match self
+            .flow
+            .after_response(response.status(), response.headers(), plan)
+        {
+            AfterResponse::Return => return Ok(response),
+            AfterResponse::RefreshOnly => None,
+            AfterResponse::RefreshAndReplay(copy) => Some(copy),
+        };
         extensions.insert(RefreshedAfter401);
-        let header = Box::pin(self.manager.refresh_rejected(generation))
+        let lease = Box::pin(self.flow.refresh_after_rejection(sent))
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let Some(mut replay) = replay else {
@@ -154,7 +144,7 @@ impl Middleware for OAuth2Middleware {
             return Ok(response);
         };
         drop(response);
-        replay.headers_mut().insert(AUTHORIZATION, header);
+        lease.apply(replay.headers_mut());
         tracing::debug!("replaying the request with the new token");
         next.run(replay, extensions).await
     }
@@ -163,9 +153,9 @@ impl Middleware for OAuth2Middleware {
 impl fmt::Debug for OAuth2Middleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuth2Middleware")
-            .field("manager", &self.manager)
-            .field("origins", &self.origins)
-            .field("replay", &self.replay)
+            .field("manager", self.flow.manager())
+            .field("origins", self.flow.origins())
+            .field("replay", &self.flow.replays())
             .finish()
     }
 }
@@ -202,20 +192,9 @@ impl OAuth2MiddlewareBuilder {
     /// Checks the origins and builds the middleware. At least one origin is
     /// required: a token with nowhere to go is a configuration mistake.
     pub fn build(self) -> Result<OAuth2Middleware, Error> {
-        if self.origins.is_empty() {
-            return Err(Error::Config(
-                "allow at least one origin with allow_origin".into(),
-            ));
-        }
-        let origins = self
-            .origins
-            .iter()
-            .map(|o| Origin::parse(o))
-            .collect::<Result<Vec<_>, _>>()?;
+        let origins = OriginPolicy::parse(&self.origins)?;
         Ok(OAuth2Middleware {
-            manager: self.manager,
-            origins,
-            replay: self.replay,
+            flow: AuthFlow::new(self.manager, origins, self.replay),
         })
     }
 }

@@ -51,6 +51,19 @@ impl Origin {
     }
 }
 
+/// A configured endpoint URL (`what` names it in the error): a URL, https
+/// (http only for loopback).
+pub(crate) fn parse_secure_url(what: &str, url: &str) -> Result<Url, Error> {
+    let url =
+        Url::parse(url).map_err(|e| Error::Config(format!("the {what} is not a URL: {e}")))?;
+    if !is_secure_url(&url) {
+        return Err(Error::Config(format!(
+            "the {what} must use https (http only for loopback)"
+        )));
+    }
+    Ok(url)
+}
+
 /// https anywhere, or http to a loopback address (development).
 pub(crate) fn is_secure_url(url: &Url) -> bool {
     match url.scheme() {
@@ -104,5 +117,17 @@ mod tests {
         assert!(Origin::parse("http://[::1]:8080").is_ok());
         assert!(Origin::parse("http://localhost:3000/").is_ok());
         assert!(Origin::parse("http://10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn endpoint_urls_must_be_secure() {
+        assert!(parse_secure_url("token URL", "https://as.example/token").is_ok());
+        assert!(parse_secure_url("token URL", "http://127.0.0.1:9/token").is_ok());
+        let err = parse_secure_url("token URL", "http://as.example/token").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: the token URL must use https (http only for loopback)"
+        );
+        assert!(parse_secure_url("revocation URL", "no url").is_err());
     }
 }

@@ -23,12 +23,13 @@
 //! | Okta | when rotation is on (with a grace period for reuse) | no | yes |
 //! | Keycloak | when "Revoke Refresh Token" is on for the realm | no | yes |
 
+use crate::endpoint::client_auth::ClientAuth;
 use crate::manager::{TokenManager, TokenManagerBuilder};
 
 /// For providers that document the secret in the body: with a secret the
 /// default becomes `client_secret_post`, without one a public client.
 fn prefers_post(builder: TokenManagerBuilder) -> TokenManagerBuilder {
-    builder.supported_auth_methods(Some(vec!["client_secret_post".into(), "none".into()]))
+    builder.default_secret_auth(ClientAuth::SecretPost)
 }
 
 /// `https://` + `host`, unless the caller gave a full URL already.

@@ -1,17 +1,15 @@
 //! A token set in Redis, shared by many hosts.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{BoxError, Error};
-use crate::store::{LockedSave, StoreLock, TokenStore};
+use crate::store::{LockedSave, StoreLock, TokenStore, poll_lock};
 use crate::token::TokenSet;
+use crate::util::jitter::random_u64;
 
 /// How long a refresh lock lives if its holder dies without releasing it.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(60);
@@ -155,25 +153,10 @@ async fn read(
     Ok((version.unwrap_or(0), tokens))
 }
 
-/// A lock owner id no other holder has: OS-seeded hashing of the process,
-/// the time and a counter.
+/// A lock owner id no other holder has: 128 bits from OS-seeded hashing of
+/// the process, a counter and the time.
 fn owner_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut parts = [0u64; 2];
-    for (i, part) in parts.iter_mut().enumerate() {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        hasher.write_u128(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        hasher.write_usize(i);
-        *part = hasher.finish();
-    }
-    format!("{:016x}{:016x}", parts[0], parts[1])
+    format!("{:016x}{:016x}", random_u64(), random_u64())
 }
 
 #[async_trait]
@@ -206,34 +189,38 @@ impl TokenStore for RedisStore {
     }
 
     async fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>, BoxError> {
-        let mut connection = self.connection.clone();
+        let connection = self.connection.clone();
         let owner = owner_id();
         let ttl_ms = u64::try_from(self.lock_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(5);
-        loop {
-            let acquired: Option<String> = redis::cmd("SET")
-                .arg(&self.lock_key)
-                .arg(&owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_ms)
-                .query_async(&mut connection)
-                .await?;
-            if acquired.is_some() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "another holder kept `{}` for longer than {wait:?}",
-                    self.lock_key
-                )
-                .into());
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
+        let acquired = poll_lock(
+            wait,
+            Duration::from_millis(5),
+            Duration::from_millis(100),
+            || {
+                let mut connection = connection.clone();
+                let (lock_key, owner) = (&self.lock_key, &owner);
+                async move {
+                    let acquired: Option<String> = redis::cmd("SET")
+                        .arg(lock_key)
+                        .arg(owner)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .query_async(&mut connection)
+                        .await?;
+                    Ok(acquired.is_some())
+                }
+            },
+        )
+        .await?;
+        if !acquired {
+            return Err(format!(
+                "another holder kept `{}` for longer than {wait:?}",
+                self.lock_key
+            )
+            .into());
         }
         Ok(Some(Box::new(RedisLock {
             connection,

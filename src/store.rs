@@ -146,6 +146,36 @@ impl TokenStore for MemoryStore {
     }
 }
 
+/// Tries `try_once` until it succeeds or `wait` has passed, pausing from
+/// `first_pause` up to `max_pause` between tries: how a store without a
+/// blocking lock call waits for one without holding a thread. Deadlines are
+/// tokio's, so paused test time drives them; `Ok(false)` means the wait ran
+/// out.
+#[cfg(any(feature = "file-store", feature = "redis"))]
+pub(crate) async fn poll_lock<F, Fut>(
+    wait: Duration,
+    first_pause: Duration,
+    max_pause: Duration,
+    mut try_once: F,
+) -> Result<bool, BoxError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, BoxError>>,
+{
+    let deadline = crate::util::time::deadline_after(wait);
+    let mut pause = first_pause;
+    loop {
+        if try_once().await? {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(pause).await;
+        pause = pause.saturating_mul(2).min(max_pause);
+    }
+}
+
 /// A shared store: keep a handle to inspect or reuse it.
 #[async_trait]
 impl<S: TokenStore> TokenStore for std::sync::Arc<S> {

@@ -227,11 +227,16 @@ impl Serialize for TokenSet {
 impl<'de> Deserialize<'de> for TokenSet {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let stored = StoredTokenSet::deserialize(deserializer)?;
+        // Stored data may be corrupt or planted: a time past what the
+        // platform can represent is an error, never an overflow panic.
+        let issued_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(stored.issued_at))
+            .ok_or_else(|| serde::de::Error::custom("`issued_at` is out of range"))?;
         Ok(Self {
             access_token: AccessToken::new(stored.access_token),
             refresh_token: stored.refresh_token.map(RefreshToken::new),
             expires_in: stored.expires_in.map(Duration::from_secs),
-            issued_at: UNIX_EPOCH + Duration::from_secs(stored.issued_at),
+            issued_at,
             scope: stored.scope,
         })
     }
@@ -268,6 +273,27 @@ mod tests {
             Some(issued + Duration::from_secs(300)),
             "{json}"
         );
+    }
+
+    #[test]
+    fn corrupt_times_are_errors_not_panics() {
+        let huge = format!(r#"{{"access_token":"a","issued_at":{}}}"#, u64::MAX);
+        let err = serde_json::from_str::<TokenSet>(&huge).unwrap_err();
+        assert!(err.to_string().contains("issued_at"), "{err}");
+        let lifetime = format!(
+            r#"{{"access_token":"a","issued_at":5,"expires_in":{}}}"#,
+            u64::MAX
+        );
+        let tokens: TokenSet = serde_json::from_str(&lifetime).unwrap();
+        assert_eq!(tokens.expires_at(), None);
+        for junk in [
+            r#"{"access_token":"a","issued_at":-1}"#,
+            r#"{"access_token":7,"issued_at":1}"#,
+            r#"{"issued_at":1}"#,
+            r#"{"access_token":"a","issued_at":1.5e300}"#,
+        ] {
+            assert!(serde_json::from_str::<TokenSet>(junk).is_err(), "{junk}");
+        }
     }
 
     #[test]

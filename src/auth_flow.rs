@@ -1,0 +1,251 @@
+//! What every transport does with a request, whatever the transport: does
+//! it get the token (origin policy), can it be replayed (the replay plan),
+//! what a 401 means, and the refresh after a rejection. Transport adapters
+//! (the reqwest middleware; a tower layer) are glue over this. No I/O here
+//! beyond asking the [`TokenManager`].
+
+use reqwest::header::{AUTHORIZATION, HeaderMap};
+use reqwest::{StatusCode, Url};
+
+use crate::challenge;
+use crate::error::Error;
+use crate::manager::{Applied, Lease, TokenManager};
+use crate::origin::Origin;
+
+/// The origins a token may go to, compared exactly (scheme, host, port).
+#[derive(Debug, Clone)]
+pub(crate) struct OriginPolicy {
+    origins: Vec<Origin>,
+}
+
+impl OriginPolicy {
+    /// At least one origin is required: a token with nowhere to go is a
+    /// configuration mistake.
+    pub(crate) fn parse(origins: &[String]) -> Result<Self, Error> {
+        if origins.is_empty() {
+            return Err(Error::Config(
+                "allow at least one origin with allow_origin".into(),
+            ));
+        }
+        let origins = origins
+            .iter()
+            .map(|o| Origin::parse(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { origins })
+    }
+
+    #[inline]
+    pub(crate) fn allows(&self, url: &Url) -> bool {
+        self.origins.iter().any(|o| o.matches(url))
+    }
+}
+
+/// Whether (and how) a request that met a 401 can be sent again.
+pub(crate) enum ReplayPlan<R> {
+    /// `replay_on_401(false)`: nothing was copied.
+    Disabled,
+    /// The request could not be copied (a streaming body).
+    Uncloneable,
+    /// This call was already refreshed after a 401 (an outer layer runs it
+    /// again): no second refresh, no second replay.
+    AlreadyRefreshed,
+    /// A copy, made before the token went in.
+    Ready(R),
+}
+
+/// What to do with a response.
+pub(crate) enum AfterResponse<R> {
+    /// Hand it back as it is.
+    Return,
+    /// Renew the token for the requests that follow; hand this one back.
+    RefreshOnly,
+    /// Renew the token and send the copy again.
+    RefreshAndReplay(R),
+}
+
+/// The transport-agnostic flow over one [`TokenManager`].
+#[derive(Debug, Clone)]
+pub(crate) struct AuthFlow {
+    manager: TokenManager,
+    origins: OriginPolicy,
+    replay: bool,
+}
+
+impl AuthFlow {
+    pub(crate) fn new(manager: TokenManager, origins: OriginPolicy, replay: bool) -> Self {
+        Self {
+            manager,
+            origins,
+            replay,
+        }
+    }
+
+    pub(crate) fn manager(&self) -> &TokenManager {
+        &self.manager
+    }
+
+    pub(crate) fn origins(&self) -> &OriginPolicy {
+        &self.origins
+    }
+
+    pub(crate) fn replays(&self) -> bool {
+        self.replay
+    }
+
+    /// Whether this request gets our token: not when the caller opted out,
+    /// not when it carries its own `Authorization` (the caller's wins), and
+    /// only for an allowed origin.
+    #[inline]
+    pub(crate) fn applies(&self, url: &Url, headers: &HeaderMap, opted_out: bool) -> bool {
+        !opted_out && !headers.contains_key(AUTHORIZATION) && self.origins.allows(url)
+    }
+
+    /// The fresh token, without waiting: the hot path.
+    #[inline]
+    pub(crate) fn fresh_lease(&self) -> Option<Lease> {
+        self.manager.fresh_lease()
+    }
+
+    /// A valid token, loading or refreshing first.
+    pub(crate) async fn lease(&self) -> Result<Lease, Error> {
+        self.manager.lease().await
+    }
+
+    /// The replay plan for a request about to be sent; `copy` is called only
+    /// when a replay is possible at all.
+    #[inline]
+    pub(crate) fn replay_plan<R>(
+        &self,
+        already_refreshed: bool,
+        copy: impl FnOnce() -> Option<R>,
+    ) -> ReplayPlan<R> {
+        if already_refreshed {
+            ReplayPlan::AlreadyRefreshed
+        } else if !self.replay {
+            ReplayPlan::Disabled
+        } else {
+            copy().map_or(ReplayPlan::Uncloneable, ReplayPlan::Ready)
+        }
+    }
+
+    /// What a response means: only a 401 whose challenge a new token may fix
+    /// (see [`challenge::refresh_may_help`]) leads to a refresh, and only
+    /// once per call.
+    pub(crate) fn after_response<R>(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        plan: ReplayPlan<R>,
+    ) -> AfterResponse<R> {
+        if status != StatusCode::UNAUTHORIZED {
+            return AfterResponse::Return;
+        }
+        if matches!(plan, ReplayPlan::AlreadyRefreshed) {
+            return AfterResponse::Return;
+        }
+        if !challenge::refresh_may_help(headers) {
+            tracing::debug!("401 with a challenge that a new token cannot fix; returned as is");
+            return AfterResponse::Return;
+        }
+        match plan {
+            ReplayPlan::Ready(copy) => AfterResponse::RefreshAndReplay(copy),
+            ReplayPlan::Disabled => AfterResponse::RefreshOnly,
+            ReplayPlan::Uncloneable => {
+                tracing::debug!("401 for a request with a streaming body; it cannot be replayed");
+                AfterResponse::Return
+            }
+            ReplayPlan::AlreadyRefreshed => AfterResponse::Return,
+        }
+    }
+
+    /// One refresh for every caller that saw this token rejected; a caller
+    /// whose token was already replaced gets the newer one.
+    pub(crate) async fn refresh_after_rejection(&self, sent: Applied) -> Result<Lease, Error> {
+        self.manager.refresh_after_rejection(sent).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
+
+    use super::*;
+
+    fn flow(replay: bool) -> AuthFlow {
+        let manager = TokenManager::builder("https://as.example/token")
+            .build()
+            .unwrap();
+        let origins = OriginPolicy::parse(&["https://api.example".into()]).unwrap();
+        AuthFlow::new(manager, origins, replay)
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn only_allowed_origins_without_their_own_authorization_get_the_token() {
+        let flow = flow(true);
+        let mut headers = HeaderMap::new();
+        assert!(flow.applies(&url("https://api.example/x"), &headers, false));
+        assert!(!flow.applies(&url("https://api.example/x"), &headers, true));
+        assert!(!flow.applies(&url("https://other.example/x"), &headers, false));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(!flow.applies(&url("https://api.example/x"), &headers, false));
+        assert!(OriginPolicy::parse(&[]).is_err());
+    }
+
+    #[test]
+    fn the_replay_plan_names_each_case() {
+        let plan = flow(true).replay_plan(false, || Some(1));
+        assert!(matches!(plan, ReplayPlan::Ready(1)));
+        let plan = flow(true).replay_plan(false, || None::<u8>);
+        assert!(matches!(plan, ReplayPlan::Uncloneable));
+        let plan = flow(false).replay_plan(false, || -> Option<u8> { panic!("no copy") });
+        assert!(matches!(plan, ReplayPlan::Disabled));
+        let plan = flow(true).replay_plan(true, || -> Option<u8> { panic!("no copy") });
+        assert!(matches!(plan, ReplayPlan::AlreadyRefreshed));
+    }
+
+    #[test]
+    fn only_a_refreshable_401_refreshes_and_only_once_per_call() {
+        let flow = flow(true);
+        let none = HeaderMap::new();
+        let after = |status: u16, headers: &HeaderMap, plan| {
+            flow.after_response(StatusCode::from_u16(status).unwrap(), headers, plan)
+        };
+        assert!(matches!(
+            after(200, &none, ReplayPlan::Ready(1)),
+            AfterResponse::Return
+        ));
+        assert!(matches!(
+            after(403, &none, ReplayPlan::Ready(1)),
+            AfterResponse::Return
+        ));
+        assert!(matches!(
+            after(401, &none, ReplayPlan::Ready(1)),
+            AfterResponse::RefreshAndReplay(1)
+        ));
+        assert!(matches!(
+            after(401, &none, ReplayPlan::Disabled),
+            AfterResponse::RefreshOnly
+        ));
+        assert!(matches!(
+            after(401, &none, ReplayPlan::Uncloneable),
+            AfterResponse::Return
+        ));
+        assert!(matches!(
+            after(401, &none, ReplayPlan::AlreadyRefreshed),
+            AfterResponse::Return
+        ));
+        let mut scope = HeaderMap::new();
+        scope.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer error="insufficient_scope""#),
+        );
+        assert!(matches!(
+            after(401, &scope, ReplayPlan::Ready(1)),
+            AfterResponse::Return
+        ));
+    }
+}

@@ -1,0 +1,229 @@
+//! How the client authenticates to the token and revocation endpoints
+//! (RFC 6749 §2.3): the one place that knows the methods, their defaults,
+//! their validation, their form fields and the Basic header.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+
+use super::request::TokenRequest;
+use crate::error::Error;
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3).
+///
+/// The default is [`ClientAuth::SecretBasic`] when a client secret is set and
+/// [`ClientAuth::None`] otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// A public client: sends only `client_id` in the form (if one is set).
+    None,
+    /// HTTP Basic with the form-urlencoded client id and secret
+    /// (`client_secret_basic`).
+    SecretBasic,
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`).
+    SecretPost,
+}
+
+impl ClientAuth {
+    /// The default for a client with a secret when the server says nothing:
+    /// RFC 6749 §2.3.1 makes Basic mandatory for servers; metadata that lists
+    /// `client_secret_post` but not Basic means the body.
+    pub(crate) fn default_for(supported: Option<&[String]>) -> ClientAuth {
+        let supports = |method: &str| supported.is_none_or(|m| m.iter().any(|s| s == method));
+        if !supports("client_secret_basic") && supports("client_secret_post") {
+            ClientAuth::SecretPost
+        } else {
+            ClientAuth::SecretBasic
+        }
+    }
+}
+
+/// The client secret. `Debug` never shows it.
+#[derive(Clone)]
+pub(crate) struct ClientSecret(Arc<str>);
+
+impl ClientSecret {
+    pub(crate) fn new(secret: String) -> Self {
+        Self(Arc::from(secret))
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The client's identity and how it proves it, checked once at build time.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCredentials {
+    id: Option<String>,
+    secret: Option<ClientSecret>,
+    method: ClientAuth,
+}
+
+impl ClientCredentials {
+    /// Picks the method (`explicit`, else `default_with_secret` when a
+    /// secret is set, else a public client) and checks that it has what it
+    /// needs.
+    pub(crate) fn resolve(
+        id: Option<String>,
+        secret: Option<ClientSecret>,
+        explicit: Option<ClientAuth>,
+        default_with_secret: ClientAuth,
+    ) -> Result<Self, Error> {
+        let method = match (explicit, &secret) {
+            (Some(method), _) => method,
+            (None, Some(_)) => default_with_secret,
+            (None, None) => ClientAuth::None,
+        };
+        match method {
+            ClientAuth::SecretBasic | ClientAuth::SecretPost => {
+                if id.is_none() || secret.is_none() {
+                    return Err(Error::Config(format!(
+                        "{method:?} needs both a client_id and a client_secret"
+                    )));
+                }
+            }
+            ClientAuth::None => {
+                if secret.is_some() {
+                    return Err(Error::Config(
+                        "a client_secret is set but client_auth is None".into(),
+                    ));
+                }
+            }
+        }
+        Ok(Self { id, secret, method })
+    }
+
+    pub(crate) fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    pub(crate) fn method(&self) -> ClientAuth {
+        self.method
+    }
+
+    /// Authenticates one request: form fields for `client_secret_post` and
+    /// public clients, the Basic header for `client_secret_basic`.
+    pub(crate) fn apply(&self, request: &mut TokenRequest) {
+        match self.method {
+            ClientAuth::SecretPost => {
+                if let Some(id) = &self.id {
+                    request.field("client_id", id);
+                }
+                if let Some(secret) = &self.secret {
+                    request.field("client_secret", &secret.0);
+                }
+            }
+            ClientAuth::None => {
+                if let Some(id) = &self.id {
+                    request.field("client_id", id);
+                }
+            }
+            ClientAuth::SecretBasic => {
+                if let Some(basic) = self.basic_header() {
+                    request.headers.insert(AUTHORIZATION, basic);
+                }
+            }
+        }
+    }
+
+    /// `Basic base64(urlencode(id) ":" urlencode(secret))`: RFC 6749 §2.3.1
+    /// encodes both parts with application/x-www-form-urlencoded first, which
+    /// matters for secrets with reserved characters.
+    fn basic_header(&self) -> Option<HeaderValue> {
+        let id = self.id.as_deref().unwrap_or("");
+        let secret = self.secret.as_ref().map(|s| &*s.0).unwrap_or("");
+        let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let raw = format!("{}:{}", encode(id), encode(secret));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+        let mut value = HeaderValue::try_from(format!("Basic {encoded}")).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::Url;
+
+    use super::*;
+
+    fn credentials(
+        method: Option<ClientAuth>,
+        secret: Option<&str>,
+    ) -> Result<ClientCredentials, Error> {
+        ClientCredentials::resolve(
+            Some("id".into()),
+            secret.map(|s| ClientSecret::new(s.into())),
+            method,
+            ClientAuth::SecretBasic,
+        )
+    }
+
+    fn applied(credentials: &ClientCredentials) -> TokenRequest {
+        let mut request = TokenRequest::new(Url::parse("https://as.example/token").unwrap());
+        credentials.apply(&mut request);
+        request
+    }
+
+    #[test]
+    fn defaults_follow_the_secret_and_the_servers_list() {
+        assert_eq!(
+            credentials(None, Some("s")).unwrap().method(),
+            ClientAuth::SecretBasic
+        );
+        assert_eq!(credentials(None, None).unwrap().method(), ClientAuth::None);
+        let post_only = ["client_secret_post".to_owned()];
+        assert_eq!(
+            ClientAuth::default_for(Some(&post_only)),
+            ClientAuth::SecretPost
+        );
+        assert_eq!(ClientAuth::default_for(None), ClientAuth::SecretBasic);
+    }
+
+    #[test]
+    fn methods_that_cannot_work_are_refused() {
+        assert!(credentials(Some(ClientAuth::SecretPost), None).is_err());
+        assert!(credentials(Some(ClientAuth::None), Some("s")).is_err());
+        let no_id = ClientCredentials::resolve(
+            None,
+            Some(ClientSecret::new("s".into())),
+            None,
+            ClientAuth::SecretBasic,
+        );
+        assert!(no_id.is_err());
+    }
+
+    #[test]
+    fn basic_form_urlencodes_both_parts_and_is_sensitive() {
+        let request = applied(&credentials(None, Some("a b:+")).unwrap());
+        let header = request.headers.get(AUTHORIZATION).unwrap();
+        assert!(header.is_sensitive());
+        let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(raw, b"id:a+b%3A%2B");
+        assert_eq!(request.body(), "");
+    }
+
+    #[test]
+    fn post_and_public_clients_authenticate_in_the_body() {
+        let post = applied(&credentials(Some(ClientAuth::SecretPost), Some("s")).unwrap());
+        assert_eq!(post.body(), "client_id=id&client_secret=s");
+        assert!(post.headers.get(AUTHORIZATION).is_none());
+        let public = applied(&credentials(None, None).unwrap());
+        assert_eq!(public.body(), "client_id=id");
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let printed = format!("{:?}", credentials(None, Some("hunter2")).unwrap());
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+}

@@ -1,0 +1,218 @@
+//! The token endpoint client: RFC 6749 §6 refresh and §4.4 client
+//! credentials requests, RFC 7009 revocation, with bounded retries of
+//! transient failures. Each attempt is prepared afresh
+//! ([`TokenEndpoint::prepare`]), authenticated by [`client_auth`], and its
+//! answer read by the pure functions of [`response`].
+
+pub(crate) mod client_auth;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod retry;
+
+use std::sync::Arc;
+
+use reqwest::Url;
+use reqwest::header::RETRY_AFTER;
+
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::token::TokenSet;
+use crate::util::http::{ReadError, read_capped};
+use crate::util::time::{deadline_after, ends_after};
+use client_auth::{ClientAuth, ClientCredentials};
+use request::{Call, Grant, RevokeHint, TokenRequest};
+use response::{Answer, AttemptError, interpret_revocation, interpret_token};
+use retry::{RetryPolicy, parse_retry_after};
+
+/// Everything the token client is built from.
+pub(crate) struct EndpointConfig {
+    pub(crate) url: Url,
+    pub(crate) http: reqwest::Client,
+    pub(crate) credentials: ClientCredentials,
+    /// RFC 6749 §6 `scope`, for servers that want it on every request.
+    pub(crate) scope: Option<String>,
+    /// Provider-specific form parameters.
+    pub(crate) extra_params: Vec<(String, String)>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_response_bytes: usize,
+}
+
+/// The token client. It knows nothing of callers or stores.
+#[derive(Debug)]
+pub(crate) struct TokenEndpoint {
+    url: Url,
+    http: reqwest::Client,
+    credentials: ClientCredentials,
+    scope: Option<String>,
+    extra_params: Vec<(String, String)>,
+    retry: RetryPolicy,
+    max_response_bytes: usize,
+}
+
+impl TokenEndpoint {
+    pub(crate) fn new(config: EndpointConfig) -> Self {
+        Self {
+            url: config.url,
+            http: config.http,
+            credentials: config.credentials,
+            scope: config.scope,
+            extra_params: config.extra_params,
+            retry: config.retry,
+            max_response_bytes: config.max_response_bytes,
+        }
+    }
+
+    pub(crate) fn url(&self) -> &Url {
+        &self.url
+    }
+
+    pub(crate) fn client_id(&self) -> Option<&str> {
+        self.credentials.id()
+    }
+
+    pub(crate) fn client_auth(&self) -> ClientAuth {
+        self.credentials.method()
+    }
+
+    /// Asks the token endpoint for a new token set. Transient failures are
+    /// retried with backoff while the budget lasts.
+    pub(crate) async fn token(
+        &self,
+        grant: Grant<'_>,
+        clock: &dyn Clock,
+    ) -> Result<TokenSet, Error> {
+        self.call(Call::Token(grant), clock, interpret_token).await
+    }
+
+    /// Revokes a token at an RFC 7009 endpoint. 200 means revoked, also for
+    /// a token the server does not know; 503 and other transient answers are
+    /// retried.
+    pub(crate) async fn revoke(
+        &self,
+        url: &Url,
+        token: &str,
+        hint: RevokeHint,
+        clock: &dyn Clock,
+    ) -> Result<(), Error> {
+        let call = Call::Revoke { url, token, hint };
+        self.call(call, clock, interpret_revocation).await
+    }
+
+    /// The request for attempt `attempt` (0 for the first) of `call`, built
+    /// from nothing each time: what must be unique per attempt (a signed
+    /// client assertion's `jti`, a DPoP proof) goes in here.
+    pub(crate) async fn prepare(&self, call: Call<'_>, attempt: u32) -> TokenRequest {
+        let _ = attempt;
+        match call {
+            Call::Token(grant) => {
+                let mut request = TokenRequest::new(self.url.clone());
+                request.grant(grant);
+                if let Some(scope) = &self.scope {
+                    request.field("scope", scope);
+                }
+                for (name, value) in &self.extra_params {
+                    request.field(name, value);
+                }
+                self.credentials.apply(&mut request);
+                request
+            }
+            Call::Revoke { url, token, hint } => {
+                let mut request = TokenRequest::new(url.clone());
+                request.revocation(token, hint);
+                self.credentials.apply(&mut request);
+                request
+            }
+        }
+    }
+
+    /// The retry loop: prepare, send, interpret; again while the failure is
+    /// transient, retries are left and the wait fits in the budget.
+    async fn call<T>(
+        &self,
+        call: Call<'_>,
+        clock: &dyn Clock,
+        interpret: fn(Answer) -> Result<T, AttemptError>,
+    ) -> Result<T, Error> {
+        let budget = self.retry.budget;
+        let deadline = deadline_after(budget);
+        let attempts = async {
+            let mut retries = 0;
+            loop {
+                let request = self.prepare(call, retries).await;
+                let result = match self.attempt(request, clock).await {
+                    Ok(answer) => interpret(answer),
+                    Err(e) => Err(e),
+                };
+                let (error, retry_after) = match result {
+                    Ok(value) => return Ok(value),
+                    Err(AttemptError::Permanent(error)) => return Err(error),
+                    Err(AttemptError::Transient { error, retry_after }) => (error, retry_after),
+                };
+                if retries >= self.retry.max_retries {
+                    return Err(error);
+                }
+                let delay = retry_after.unwrap_or_else(|| self.retry.backoff(retries));
+                if ends_after(delay, deadline) {
+                    tracing::warn!(?delay, error = %error,
+                        "authorization server failed; no time left in the budget to retry");
+                    return Err(error);
+                }
+                retries += 1;
+                tracing::warn!(retry = retries, ?delay, error = %error,
+                    "authorization server failed transiently; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        };
+        match tokio::time::timeout_at(deadline, attempts).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(budget)),
+        }
+    }
+
+    /// One POST, its answer read within the size cap.
+    async fn attempt(
+        &self,
+        request: TokenRequest,
+        clock: &dyn Clock,
+    ) -> Result<Answer, AttemptError> {
+        let (url, body, headers) = request.into_parts();
+        let sent = self
+            .http
+            .post(url)
+            .headers(headers)
+            .timeout(self.retry.attempt_timeout)
+            .body(body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(e) if e.is_builder() => {
+                return Err(AttemptError::Permanent(Error::Transport(Arc::new(e))));
+            }
+            Err(e) => return Err(transient_transport(e)),
+        };
+        // Stamp the expiry when the answer arrives, not when it was asked for.
+        let received_at = clock.now();
+        let status = response.status();
+        let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
+        match read_capped(&mut response, self.max_response_bytes).await {
+            Ok(body) => Ok(Answer {
+                status,
+                retry_after,
+                body,
+                received_at,
+            }),
+            Err(ReadError::TooLarge) => Err(AttemptError::Permanent(Error::invalid_response(
+                format!("the response exceeds {} bytes", self.max_response_bytes),
+            ))),
+            Err(ReadError::Transport(e)) => Err(transient_transport(e)),
+        }
+    }
+}
+
+fn transient_transport(error: reqwest::Error) -> AttemptError {
+    AttemptError::Transient {
+        error: Error::Transport(Arc::new(error.without_url())),
+        retry_after: None,
+    }
+}

@@ -1,0 +1,103 @@
+//! One request to the token or revocation endpoint, as data (sans-IO): built
+//! afresh for every attempt, so that whatever must be new each time (a
+//! signed client assertion, a DPoP proof) can be.
+
+use reqwest::Url;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+
+use crate::token::RefreshToken;
+
+/// What the token endpoint is asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Grant<'a> {
+    /// RFC 6749 §6: spend a refresh token.
+    Refresh(&'a RefreshToken),
+    /// RFC 6749 §4.4: a new token for the client itself.
+    ClientCredentials,
+}
+
+/// Which kind of token is revoked: RFC 7009 `token_type_hint`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RevokeHint {
+    Access,
+    Refresh,
+}
+
+impl RevokeHint {
+    fn as_str(self) -> &'static str {
+        match self {
+            RevokeHint::Access => "access_token",
+            RevokeHint::Refresh => "refresh_token",
+        }
+    }
+}
+
+/// What one call to an endpoint asks; each attempt of it is prepared from
+/// this.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Call<'a> {
+    Token(Grant<'a>),
+    Revoke {
+        url: &'a Url,
+        token: &'a str,
+        hint: RevokeHint,
+    },
+}
+
+/// A form POST: its URL, its encoded form, and headers.
+#[derive(Debug)]
+pub(crate) struct TokenRequest {
+    pub(crate) url: Url,
+    body: String,
+    pub(crate) headers: HeaderMap,
+}
+
+impl TokenRequest {
+    pub(crate) fn new(url: Url) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        Self {
+            url,
+            body: String::new(),
+            headers,
+        }
+    }
+
+    /// Appends a form field (RFC 6749 Appendix B encoding).
+    pub(crate) fn field(&mut self, name: &str, value: &str) {
+        let mut form = form_urlencoded::Serializer::for_suffix(std::mem::take(&mut self.body), 0);
+        form.append_pair(name, value);
+        self.body = form.finish();
+    }
+
+    /// The grant's own fields.
+    pub(crate) fn grant(&mut self, grant: Grant<'_>) {
+        match grant {
+            Grant::Refresh(refresh_token) => {
+                self.field("grant_type", "refresh_token");
+                self.field("refresh_token", refresh_token.secret());
+            }
+            Grant::ClientCredentials => self.field("grant_type", "client_credentials"),
+        }
+    }
+
+    /// RFC 7009 §2.1's fields.
+    pub(crate) fn revocation(&mut self, token: &str, hint: RevokeHint) {
+        self.field("token", token);
+        self.field("token_type_hint", hint.as_str());
+    }
+
+    /// The encoded body.
+    #[cfg(test)]
+    pub(crate) fn body(&self) -> &str {
+        &self.body
+    }
+
+    pub(crate) fn into_parts(self) -> (Url, String, HeaderMap) {
+        (self.url, self.body, self.headers)
+    }
+}

@@ -1,0 +1,197 @@
+//! Reading what the token and revocation endpoints answer (RFC 6749 §5.1,
+//! §5.2; RFC 7009 §2.2): pure functions of an [`Answer`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderValue;
+use serde_json::{Map, Value};
+
+use super::retry::is_transient_status;
+use crate::error::Error;
+use crate::token::{AccessToken, RefreshToken, TokenSet};
+
+/// One answer, read and capped.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) received_at: SystemTime,
+}
+
+/// Why one attempt failed, and whether another may succeed.
+pub(crate) enum AttemptError {
+    Transient {
+        error: Error,
+        retry_after: Option<Duration>,
+    },
+    Permanent(Error),
+}
+
+/// The body as a JSON object, if it is one.
+fn object(parsed: &Result<Value, serde_json::Error>) -> Option<&Map<String, Value>> {
+    match parsed {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+/// A token endpoint answer: a token set, or why not.
+pub(crate) fn interpret_token(answer: Answer) -> Result<TokenSet, AttemptError> {
+    let parsed = serde_json::from_slice::<Value>(&answer.body);
+    let map = object(&parsed);
+    // An error object is an error even inside a 200.
+    let has_error = map.is_some_and(|m| oauth_error(m, answer.status).is_some());
+    if !answer.status.is_success() || has_error {
+        return Err(error_answer(&answer, map));
+    }
+    match parsed {
+        Ok(Value::Object(map)) => {
+            parse_token_response(&map, answer.received_at).map_err(AttemptError::Permanent)
+        }
+        Ok(_) => Err(AttemptError::Permanent(Error::invalid_response(
+            "the body is not a JSON object",
+        ))),
+        Err(e) => Err(AttemptError::Permanent(Error::InvalidResponse {
+            reason: "the body is not JSON".into(),
+            source: Some(Arc::new(e)),
+        })),
+    }
+}
+
+/// A revocation endpoint answer: 200 means revoked (also for a token the
+/// server does not know).
+pub(crate) fn interpret_revocation(answer: Answer) -> Result<(), AttemptError> {
+    if answer.status.is_success() {
+        return Ok(());
+    }
+    let parsed = serde_json::from_slice::<Value>(&answer.body);
+    Err(error_answer(&answer, object(&parsed)))
+}
+
+/// An error answer: its OAuth error if it has one, else its status;
+/// transient for 5xx, 429 and `temporarily_unavailable`.
+fn error_answer(answer: &Answer, parsed: Option<&Map<String, Value>>) -> AttemptError {
+    if answer.status.is_redirection() {
+        return AttemptError::Permanent(Error::invalid_response(format!(
+            "the server answered {}; redirects are not followed",
+            answer.status
+        )));
+    }
+    let transient = is_transient_status(answer.status);
+    let error = parsed
+        .and_then(|map| oauth_error(map, answer.status))
+        .unwrap_or(Error::HttpStatus {
+            status: answer.status,
+        });
+    if transient || is_transient_oauth_error(&error) {
+        AttemptError::Transient {
+            error,
+            retry_after: answer.retry_after,
+        }
+    } else {
+        AttemptError::Permanent(error)
+    }
+}
+
+fn is_transient_oauth_error(error: &Error) -> bool {
+    matches!(error, Error::OAuth { error, .. } if error == "temporarily_unavailable")
+}
+
+/// A non-empty string field.
+pub(crate) fn string_field(map: &Map<String, Value>, name: &str) -> Option<String> {
+    match map.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// An RFC 6749 §5.2 error object, which some servers also send with a 200.
+pub(crate) fn oauth_error(map: &Map<String, Value>, status: StatusCode) -> Option<Error> {
+    let error = string_field(map, "error")?;
+    let description = string_field(map, "error_description");
+    if error == "invalid_grant" {
+        return Some(Error::InvalidGrant { description });
+    }
+    Some(Error::OAuth {
+        status,
+        error,
+        description,
+        uri: string_field(map, "error_uri"),
+    })
+}
+
+/// `expires_in` as servers really send it: an integer, a float, or a numeric
+/// string (older Azure AD).
+pub(crate) fn seconds_field(value: Option<&Value>) -> Result<Option<Duration>, Error> {
+    let seconds = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        Some(_) => None,
+    };
+    match seconds {
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            // A lifetime of zero means nothing usable; treat it as unknown
+            // rather than refreshing on every request.
+            if s < 1.0 {
+                Ok(None)
+            } else {
+                Ok(Some(Duration::from_secs(s.min(u64::MAX as f64) as u64)))
+            }
+        }
+        _ => Err(Error::invalid_response(
+            "`expires_in` is not a number of seconds",
+        )),
+    }
+}
+
+/// Whether an access token can go in an `Authorization` header.
+pub(crate) fn is_header_safe(access_token: &str) -> bool {
+    HeaderValue::try_from(format!("Bearer {access_token}")).is_ok()
+}
+
+/// An RFC 6749 §5.1 success response. Extra fields are ignored.
+pub(crate) fn parse_token_response(
+    map: &Map<String, Value>,
+    received_at: SystemTime,
+) -> Result<TokenSet, Error> {
+    let access = string_field(map, "access_token")
+        .ok_or_else(|| Error::invalid_response("no `access_token`"))?;
+    if !is_header_safe(&access) {
+        return Err(Error::invalid_response(
+            "the `access_token` cannot be sent in an HTTP header",
+        ));
+    }
+    check_token_type(map.get("token_type"))?;
+    let expires_in = seconds_field(map.get("expires_in"))?;
+    let refresh = string_field(map, "refresh_token").map(RefreshToken::new);
+    let scope = string_field(map, "scope");
+    Ok(TokenSet::from_parts(
+        AccessToken::new(access),
+        refresh,
+        expires_in,
+        received_at,
+        scope,
+    ))
+}
+
+/// Lenient: a few servers omit `token_type`; everything we get is sent as
+/// Bearer, so any other type is refused.
+fn check_token_type(value: Option<&Value>) -> Result<(), Error> {
+    match value {
+        None | Some(Value::Null) => {
+            tracing::debug!("token response has no token_type; assuming Bearer");
+            Ok(())
+        }
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => Ok(()),
+        Some(Value::String(t)) => Err(Error::invalid_response(format!(
+            "unsupported token_type `{t}` (only Bearer)"
+        ))),
+        Some(_) => Err(Error::invalid_response("`token_type` is not a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,356 @@
+//! Configuring a [`TokenManager`]: every setting, checked once in
+//! [`TokenManagerBuilder::build`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::background::BackgroundRefresh;
+use super::budgets::Budgets;
+use super::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT,
+};
+use super::{GrantKind, Inner, RefreshHook, TokenManager};
+use crate::clock::{Clock, SystemClock};
+use crate::endpoint::client_auth::{ClientAuth, ClientCredentials, ClientSecret};
+use crate::endpoint::response::is_header_safe;
+use crate::endpoint::retry::RetryPolicy;
+use crate::endpoint::{EndpointConfig, TokenEndpoint};
+use crate::error::Error;
+use crate::origin::parse_secure_url;
+use crate::store::{MemoryStore, TokenStore};
+use crate::token::TokenSet;
+use crate::util::http::no_redirect_client;
+
+/// Configures a [`TokenManager`]; start with [`TokenManager::builder`].
+pub struct TokenManagerBuilder {
+    token_url: String,
+    client_id: Option<String>,
+    client_secret: Option<ClientSecret>,
+    client_auth: Option<ClientAuth>,
+    scope: Option<String>,
+    extra_params: Vec<(String, String)>,
+    grant: GrantKind,
+    revocation_url: Option<String>,
+    /// The method for a client with a secret and no explicit
+    /// `client_auth`: from discovery or a provider preset.
+    default_secret_auth: ClientAuth,
+    tokens: Option<TokenSet>,
+    on_refresh: Option<RefreshHook>,
+    store: Option<Arc<dyn TokenStore>>,
+    http_client: Option<reqwest::Client>,
+    clock: Arc<dyn Clock>,
+    leeway: Duration,
+    background_refresh: bool,
+    retry: RetryPolicy,
+    failure_cooldown: Duration,
+    max_response_bytes: usize,
+    store_timeout: Duration,
+}
+
+impl TokenManagerBuilder {
+    pub(super) fn new(token_url: &str) -> Self {
+        Self {
+            token_url: token_url.to_owned(),
+            client_id: None,
+            client_secret: None,
+            client_auth: None,
+            scope: None,
+            extra_params: Vec::new(),
+            grant: GrantKind::RefreshToken,
+            revocation_url: None,
+            default_secret_auth: ClientAuth::SecretBasic,
+            tokens: None,
+            on_refresh: None,
+            store: None,
+            http_client: None,
+            clock: Arc::new(SystemClock),
+            leeway: DEFAULT_LEEWAY,
+            background_refresh: false,
+            retry: RetryPolicy {
+                attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+                budget: DEFAULT_REFRESH_TIMEOUT,
+                max_retries: DEFAULT_MAX_RETRIES,
+                base_delay: DEFAULT_RETRY_BASE_DELAY,
+            },
+            failure_cooldown: DEFAULT_FAILURE_COOLDOWN,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
+        }
+    }
+
+    /// The client identifier issued by the authorization server.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The client secret, for a confidential client. Omit it for a public
+    /// client. It never appears in `Debug` output or logs.
+    pub fn client_secret(mut self, client_secret: impl Into<String>) -> Self {
+        self.client_secret = Some(ClientSecret::new(client_secret.into()));
+        self
+    }
+
+    /// How to authenticate to the token endpoint. Default:
+    /// [`ClientAuth::SecretBasic`] with a secret, [`ClientAuth::None`] without.
+    pub fn client_auth(mut self, client_auth: ClientAuth) -> Self {
+        self.client_auth = Some(client_auth);
+        self
+    }
+
+    /// The `scope` to ask for on each refresh (RFC 6749 §6). Omit it to keep
+    /// the originally granted scope; some providers (Microsoft Entra ID for
+    /// some resources) want it on every refresh.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// An extra form parameter for every refresh request, for providers that
+    /// need one (an `audience`, a `resource`). Call once per parameter.
+    pub fn extra_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_params.push((name.into(), value.into()));
+        self
+    }
+
+    /// An `audience` parameter on every token request (Auth0, Okta).
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.extra_param("audience", audience)
+    }
+
+    /// A `resource` parameter on every token request (RFC 8707).
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.extra_param("resource", resource)
+    }
+
+    /// Machine to machine: get tokens with the client credentials grant
+    /// (RFC 6749 §4.4) instead of a refresh token. The first token is asked
+    /// for when it is first needed, and "refresh" means a new grant, with
+    /// the same single flight, proactive refresh and 401 handling. Needs a
+    /// client secret; [`scope`](Self::scope), [`audience`](Self::audience)
+    /// and [`resource`](Self::resource) go with each request.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// use reqwest_oauth2_refresh::TokenManager;
+    /// let manager = TokenManager::builder("https://my-tenant.eu.auth0.com/oauth/token")
+    ///     .client_id("service-a")
+    ///     .client_secret(std::env::var("CLIENT_SECRET").unwrap_or_default())
+    ///     .client_credentials()
+    ///     .audience("https://api.example.com")
+    ///     .build()?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    pub fn client_credentials(mut self) -> Self {
+        self.grant = GrantKind::ClientCredentials;
+        self
+    }
+
+    /// The RFC 7009 revocation endpoint, for [`TokenManager::revoke`].
+    pub fn revocation_url(mut self, url: &str) -> Self {
+        self.revocation_url = Some(url.to_owned());
+        self
+    }
+
+    /// What a client with a secret uses when the user names no method:
+    /// what the server's metadata or a provider's documentation says.
+    pub(crate) fn default_secret_auth(mut self, method: ClientAuth) -> Self {
+        self.default_secret_auth = method;
+        self
+    }
+
+    /// The token set to start from. With a [`store`](Self::store) that
+    /// already holds tokens, the store wins (another process may have rotated
+    /// them); these only seed an empty store.
+    pub fn tokens(mut self, tokens: TokenSet) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// Called with every new token set (after a refresh, or
+    /// [`TokenManager::set_tokens`]), after it is saved to the store and
+    /// before any request uses it. Keep it quick: refreshes wait for it.
+    pub fn on_refresh(mut self, hook: impl Fn(&TokenSet) + Send + Sync + 'static) -> Self {
+        self.on_refresh = Some(Arc::new(hook));
+        self
+    }
+
+    /// Where token sets are loaded from and saved to. Default: a
+    /// [`MemoryStore`].
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The HTTP client for the token endpoint. By default the manager builds
+    /// its own, which follows no redirects; a client given here should not
+    /// follow redirects either (a redirect answer is treated as an error).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Refresh this long before expiry, at most (never earlier than half-way
+    /// through the token's lifetime). Default [`DEFAULT_LEEWAY`].
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Stale-while-revalidate: when a token enters the leeway before its
+    /// expiry, requests go on with it while one background task refreshes,
+    /// so no request waits for a refresh it did not need (like MSAL's
+    /// `refresh_in` and google-auth's non-blocking refresh). The refresh
+    /// point is jittered over the last quarter of the margin so that a fleet
+    /// does not refresh at once. Only an expired token makes requests wait.
+    /// Off by default.
+    pub fn background_refresh(mut self, enabled: bool) -> Self {
+        self.background_refresh = enabled;
+        self
+    }
+
+    /// The time budget of one refresh, retries included. Default
+    /// [`DEFAULT_REFRESH_TIMEOUT`].
+    ///
+    /// A caller that waits for another task's refresh waits at most the
+    /// store's lock wait (this budget plus three store timeouts), then this
+    /// budget again plus four store timeouts and five seconds, and gets
+    /// [`Error::Timeout`] after that. Any duration works, up to
+    /// `Duration::MAX` (the sums saturate).
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.retry.budget = timeout;
+        self
+    }
+
+    /// The timeout of one request to the token endpoint. Default
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`].
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.retry.attempt_timeout = timeout;
+        self
+    }
+
+    /// How many times a transient failure (connection error, timeout, 5xx,
+    /// 429) is retried within the budget. Default [`DEFAULT_MAX_RETRIES`].
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.retry.max_retries = retries;
+        self
+    }
+
+    /// The first retry's delay; each further one doubles, with jitter. A
+    /// `Retry-After` header takes precedence. Default
+    /// [`DEFAULT_RETRY_BASE_DELAY`].
+    pub fn retry_base_delay(mut self, delay: Duration) -> Self {
+        self.retry.base_delay = delay;
+        self
+    }
+
+    /// After a failed refresh, how long other callers get the same error
+    /// instead of a new call to the token endpoint. `invalid_grant` is kept
+    /// until the tokens change. Default [`DEFAULT_FAILURE_COOLDOWN`].
+    pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
+        self.failure_cooldown = cooldown;
+        self
+    }
+
+    /// The largest token response read. Default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// The time a store gets for one load, save, lock release or clear
+    /// (the wait for a store's lock is longer: another process's whole
+    /// refresh). A store that does not answer in time fails like any other
+    /// store failure ([`Error::Store`]), which is not remembered for the
+    /// failure cooldown. Default [`DEFAULT_STORE_TIMEOUT`].
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// The time source for expiry decisions. Default [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the configuration and builds the manager.
+    pub fn build(self) -> Result<TokenManager, Error> {
+        let url = parse_secure_url("token URL", &self.token_url)?;
+        let revocation_url = self
+            .revocation_url
+            .as_deref()
+            .map(|url| parse_secure_url("revocation URL", url))
+            .transpose()?;
+        if self.grant == GrantKind::ClientCredentials && self.client_secret.is_none() {
+            return Err(Error::Config(
+                "the client credentials grant needs a client_secret".into(),
+            ));
+        }
+        let credentials = ClientCredentials::resolve(
+            self.client_id,
+            self.client_secret,
+            self.client_auth,
+            self.default_secret_auth,
+        )?;
+        check_timeouts(&self.retry, self.store_timeout)?;
+        if let Some(tokens) = &self.tokens
+            && !is_header_safe(tokens.access_token().secret())
+        {
+            return Err(Error::Config(
+                "the access token cannot be sent in an HTTP header".into(),
+            ));
+        }
+        let http = match self.http_client {
+            Some(client) => client,
+            None => no_redirect_client()?,
+        };
+        let budgets = Budgets::new(self.retry.budget, self.store_timeout);
+        let endpoint = TokenEndpoint::new(EndpointConfig {
+            url,
+            http,
+            credentials,
+            scope: self.scope,
+            extra_params: self.extra_params,
+            retry: self.retry,
+            max_response_bytes: self.max_response_bytes,
+        });
+        Ok(TokenManager::from_inner(Inner::new(super::Parts {
+            endpoint,
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            seed: self.tokens,
+            grant: self.grant,
+            revocation_url,
+            on_refresh: self.on_refresh,
+            clock: self.clock,
+            leeway: self.leeway,
+            background: self.background_refresh.then(BackgroundRefresh::default),
+            failure_cooldown: self.failure_cooldown,
+            budgets,
+        })))
+    }
+}
+
+/// Zero would fail every call; anything larger works (sums saturate).
+fn check_timeouts(retry: &RetryPolicy, store_timeout: Duration) -> Result<(), Error> {
+    if retry.budget.is_zero() || retry.attempt_timeout.is_zero() || store_timeout.is_zero() {
+        return Err(Error::Config("timeouts must be greater than zero".into()));
+    }
+    Ok(())
+}
+
+impl fmt::Debug for TokenManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenManagerBuilder")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("client_auth", &self.client_auth)
+            .field("tokens", &self.tokens)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,279 @@
+//! The published token set: what the hot path reads, with its ready
+//! `Authorization` header and refresh point computed once per refresh, and
+//! the lease that adapters carry from "attach the token" to "it was
+//! rejected".
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::token::TokenSet;
+use crate::util::jitter::random_fraction;
+use crate::util::time::scale;
+
+/// Which published set a token came from. Never reused (the counter only
+/// grows, across revocations too), so a late 401 for an old set cannot be
+/// taken for a 401 of the current one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Generation(u64);
+
+impl Generation {
+    /// Nothing published yet (the default): the first load "replaces" it.
+    pub(crate) const NONE: Generation = Generation(0);
+
+    pub(crate) fn next(self) -> Generation {
+        Generation(self.0.saturating_add(1))
+    }
+
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// One published token set, with everything the hot path needs precomputed.
+pub(crate) struct Current {
+    generation: Generation,
+    tokens: TokenSet,
+    /// `Bearer <token>`, marked sensitive, built once per refresh.
+    header: HeaderValue,
+    refresh_at: Option<SystemTime>,
+    expires_at: Option<SystemTime>,
+    /// Whether the store holds this set; a set whose save failed must not
+    /// be replaced by the older stored one, whose refresh token is spent.
+    persisted: AtomicBool,
+}
+
+impl Current {
+    fn new(
+        generation: Generation,
+        tokens: TokenSet,
+        refresh_at: Option<SystemTime>,
+        persisted: bool,
+    ) -> Result<Self, Error> {
+        let header = bearer_header(&tokens)?;
+        // The first clone of a freshly built header moves its bytes into a
+        // shared allocation; doing it here keeps every later clone (one per
+        // request) to a reference-count increment.
+        drop(header.clone());
+        Ok(Self {
+            generation,
+            expires_at: tokens.expires_at(),
+            tokens,
+            header,
+            refresh_at,
+            persisted: AtomicBool::new(persisted),
+        })
+    }
+
+    pub(crate) fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    pub(crate) fn tokens(&self) -> &TokenSet {
+        &self.tokens
+    }
+
+    pub(crate) fn lease(&self) -> Lease {
+        Lease {
+            header: self.header.clone(),
+            generation: self.generation,
+        }
+    }
+
+    pub(crate) fn is_fresh(&self, now: SystemTime) -> bool {
+        self.refresh_at.is_none_or(|at| now < at)
+    }
+
+    pub(crate) fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    pub(crate) fn is_persisted(&self) -> bool {
+        self.persisted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn mark_persisted(&self) {
+        self.persisted.store(true, Ordering::SeqCst);
+    }
+}
+
+/// When a set should be refreshed: `leeway` before expiry, but never earlier
+/// than half-way through its lifetime, so that servers issuing tokens for
+/// seconds do not cause a refresh on every request. `jitter` (a fraction in
+/// [0, 1)) spreads the point over the last quarter of the margin, so that a
+/// fleet started together does not refresh together.
+pub(crate) fn refresh_at(
+    tokens: &TokenSet,
+    leeway: Duration,
+    jitter: Option<f64>,
+) -> Option<SystemTime> {
+    let lifetime = tokens.expires_in()?;
+    let mut margin = leeway.min(lifetime / 2);
+    if let Some(fraction) = jitter {
+        margin = scale(margin, 0.75 + 0.25 * fraction);
+    }
+    tokens.expires_at().and_then(|at| at.checked_sub(margin))
+}
+
+/// `Bearer <token>`, marked sensitive.
+pub(crate) fn bearer_header(tokens: &TokenSet) -> Result<HeaderValue, Error> {
+    let mut header = HeaderValue::try_from(format!("Bearer {}", tokens.access_token().secret()))
+        .map_err(|_| {
+            Error::invalid_response("the access token cannot be sent in an HTTP header")
+        })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// The token a caller may attach to one request, and the generation it
+/// belongs to. Applying it leaves an [`Applied`] behind for a 401.
+#[derive(Clone)]
+pub(crate) struct Lease {
+    header: HeaderValue,
+    generation: Generation,
+}
+
+impl Lease {
+    /// Puts the token in `headers` (moving the header: no copy on the hot
+    /// path).
+    #[inline]
+    pub(crate) fn apply(self, headers: &mut HeaderMap) -> Applied {
+        headers.insert(AUTHORIZATION, self.header);
+        Applied {
+            generation: self.generation,
+        }
+    }
+}
+
+/// The token a request was sent with: what a 401 for that request names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Applied {
+    pub(crate) generation: Generation,
+}
+
+/// The slot the hot path reads: one atomic load, no lock.
+pub(crate) struct Published {
+    slot: ArcSwapOption<Current>,
+    leeway: Duration,
+    jitter: bool,
+}
+
+impl Published {
+    pub(crate) fn new(leeway: Duration, jitter: bool) -> Self {
+        Self {
+            slot: ArcSwapOption::empty(),
+            leeway,
+            jitter,
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<Current>> {
+        self.slot.load_full()
+    }
+
+    /// `read` from the published set if it is fresh, through an `ArcSwap`
+    /// guard (no reference count, no lock), with the clock read only for a
+    /// set that expires.
+    #[inline]
+    pub(crate) fn with_fresh<T>(
+        &self,
+        clock: &dyn Clock,
+        read: impl FnOnce(&Current) -> T,
+    ) -> Option<T> {
+        let guard = self.slot.load();
+        let current = guard.as_ref()?;
+        match current.refresh_at {
+            Some(at) if clock.now() >= at => None,
+            _ => Some(read(current)),
+        }
+    }
+
+    /// Whether `tokens` would be fresh at `now` (no jitter: a yes/no for
+    /// adopting a peer's set, not a refresh point to publish).
+    pub(crate) fn would_be_fresh(&self, tokens: &TokenSet, now: SystemTime) -> bool {
+        refresh_at(tokens, self.leeway, None).is_none_or(|at| now < at)
+    }
+
+    /// A set ready to publish as `generation`.
+    pub(crate) fn prepare(
+        &self,
+        generation: Generation,
+        tokens: TokenSet,
+        persisted: bool,
+    ) -> Result<Current, Error> {
+        let jitter = self.jitter.then(random_fraction);
+        let refresh_at = refresh_at(&tokens, self.leeway, jitter);
+        Current::new(generation, tokens, refresh_at, persisted)
+    }
+
+    pub(crate) fn set(&self, current: Arc<Current>) {
+        self.slot.store(Some(current));
+    }
+
+    pub(crate) fn clear(&self) {
+        self.slot.store(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published_at(issued: SystemTime, lifetime: u64, jitter: Option<f64>) -> Current {
+        let tokens = TokenSet::new("a")
+            .with_expires_in(Duration::from_secs(lifetime))
+            .with_issued_at(issued);
+        let at = refresh_at(&tokens, Duration::from_secs(60), jitter);
+        Current::new(Generation(1), tokens, at, true).unwrap()
+    }
+
+    #[test]
+    fn leeway_is_capped_at_half_the_lifetime() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let current = published_at(issued, 10, None);
+        assert!(current.is_fresh(issued + Duration::from_millis(4999)));
+        assert!(!current.is_fresh(issued + Duration::from_secs(5)));
+        assert!(!current.is_expired(issued + Duration::from_secs(9)));
+        assert!(current.is_expired(issued + Duration::from_secs(10)));
+
+        let current = published_at(issued, 3600, None);
+        assert!(current.is_fresh(issued + Duration::from_secs(3539)));
+        assert!(!current.is_fresh(issued + Duration::from_secs(3540)));
+    }
+
+    #[test]
+    fn jitter_moves_the_refresh_point_only_within_the_margin() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        // The extremes of the injected fraction: 60 s and 45 s before expiry.
+        let earliest = published_at(issued, 3600, Some(0.999_999));
+        assert!(earliest.is_fresh(issued + Duration::from_secs(3539)));
+        assert!(!earliest.is_fresh(issued + Duration::from_secs(3541)));
+        let latest = published_at(issued, 3600, Some(0.0));
+        assert!(latest.is_fresh(issued + Duration::from_secs(3554)));
+        assert!(!latest.is_fresh(issued + Duration::from_secs(3555)));
+    }
+
+    #[test]
+    fn token_without_expiry_is_always_fresh() {
+        let tokens = TokenSet::new("a");
+        let current = Current::new(Generation(1), tokens, None, true).unwrap();
+        assert!(current.is_fresh(SystemTime::now() + Duration::from_secs(10 * 365 * 86400)));
+    }
+
+    #[test]
+    fn a_huge_lifetime_has_no_refresh_point_and_never_overflows() {
+        let tokens = TokenSet::new("a").with_expires_in(Duration::MAX);
+        assert_eq!(refresh_at(&tokens, Duration::MAX, Some(0.5)), None);
+    }
+
+    #[test]
+    fn generations_saturate() {
+        assert_eq!(Generation(u64::MAX).next(), Generation(u64::MAX));
+        assert_eq!(Generation::NONE.next().get(), 1);
+    }
+}

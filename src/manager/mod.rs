@@ -1,0 +1,407 @@
+//! The token manager: the published token set, single-flight refresh,
+//! proactive refresh, rotation and persistence.
+//!
+//! The path of a refresh, one file a step: [`TokenManager::access_token`]
+//! (here) → [`flight`] (`Flight::join`: lead or follow) → [`refresh`] (spend
+//! or adopt, save through the [`persist`] session) → back in [`flight`]
+//! (`FlightGuard::publish`, into [`current`]'s published slot).
+
+mod background;
+mod budgets;
+mod builder;
+mod current;
+mod flight;
+mod persist;
+mod refresh;
+mod revoke;
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+use tracing::Instrument as _;
+
+pub use builder::TokenManagerBuilder;
+pub(crate) use current::{Applied, Lease};
+
+use crate::clock::Clock;
+use crate::discovery::{self, ServerMetadata};
+use crate::endpoint::TokenEndpoint;
+use crate::error::Error;
+use crate::token::{AccessToken, TokenSet};
+use crate::util::finish_on_drop::FinishOnDrop;
+use background::BackgroundRefresh;
+use budgets::Budgets;
+use current::{Current, Generation, Published};
+use flight::{Flight, Joined, Trigger};
+use persist::StoreOps;
+
+/// How long before expiry a token is refreshed, at most (it is also capped at
+/// half the token's lifetime).
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// The time budget of one refresh, retries included.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The timeout of one request to the token endpoint.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times a transient token-endpoint failure is retried.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// The first retry's delay; each further retry doubles it (with jitter).
+pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(250);
+/// After a failed refresh, how long further callers get the same error
+/// instead of another call to the token endpoint.
+pub const DEFAULT_FAILURE_COOLDOWN: Duration = Duration::from_secs(5);
+/// The largest token response that is read.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The time a store gets to load or save
+/// ([`TokenManagerBuilder::store_timeout`]).
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type RefreshHook = Arc<dyn Fn(&TokenSet) + Send + Sync + 'static>;
+
+/// How the manager gets a new token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GrantKind {
+    /// Spend the refresh token (RFC 6749 §6).
+    RefreshToken,
+    /// Ask for a new token for the client itself (RFC 6749 §4.4).
+    ClientCredentials,
+}
+
+/// Keeps one OAuth 2.0 token set fresh and shares it between tasks.
+///
+/// A `TokenManager` is a cheap handle: clones share one state, one refresh
+/// lock and one store. It works on its own (a gRPC interceptor, a websocket
+/// handshake) as well as behind [`OAuth2Middleware`](crate::OAuth2Middleware).
+///
+/// - [`access_token`](TokenManager::access_token) returns a valid token. With
+///   a fresh token it takes no lock and allocates nothing; within the leeway
+///   of expiry it refreshes first.
+/// - Refreshes are single flight: however many tasks need one at the same
+///   time, the token endpoint is called once and all of them get its result,
+///   success or error. The first load from the store is shared the same way.
+/// - A rotated refresh token is saved to the store, and `on_refresh` is
+///   called, before any caller sees the new access token. When the server
+///   returns no refresh token, the old one is kept.
+/// - A caller that gives up during a refresh (a timeout, a dropped future)
+///   cannot abandon it half way and lose a rotated refresh token: the
+///   refresh moves to a task of its own and completes.
+/// - Loading and refreshing need a Tokio runtime (current-thread or
+///   multi-thread, with timers, as `#[tokio::main]` gives); without one they
+///   return [`Error::Config`] instead of panicking. A fresh token is read
+///   without one.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+/// use std::time::Duration;
+/// use reqwest_oauth2_refresh::{TokenManager, TokenSet};
+///
+/// let manager = TokenManager::builder("https://oauth2.googleapis.com/token")
+///     .client_id("my-app")
+///     .client_secret(std::env::var("CLIENT_SECRET").unwrap_or_default())
+///     .tokens(
+///         TokenSet::new("ya29.current-access-token")
+///             .with_refresh_token("1//refresh-token")
+///             .with_expires_in(Duration::from_secs(3599)),
+///     )
+///     .on_refresh(|tokens| println!("new tokens, expiring at {:?}", tokens.expires_at()))
+///     .build()?;
+/// let token = manager.access_token().await?;
+/// # let _ = token; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TokenManager {
+    inner: Arc<Inner>,
+}
+
+/// What the builder hands over.
+struct Parts {
+    endpoint: TokenEndpoint,
+    store: Arc<dyn crate::store::TokenStore>,
+    seed: Option<TokenSet>,
+    grant: GrantKind,
+    revocation_url: Option<Url>,
+    on_refresh: Option<RefreshHook>,
+    clock: Arc<dyn Clock>,
+    leeway: Duration,
+    background: Option<BackgroundRefresh>,
+    failure_cooldown: Duration,
+    budgets: Budgets,
+}
+
+struct Inner {
+    /// What the hot path reads; `None` until the first load.
+    published: Arc<Published>,
+    flight: Flight,
+    endpoint: TokenEndpoint,
+    store: StoreOps,
+    /// The builder's tokens, until they seed the store; gone after revoke.
+    seed: std::sync::Mutex<Option<TokenSet>>,
+    grant: GrantKind,
+    revocation_url: Option<Url>,
+    on_refresh: Option<RefreshHook>,
+    clock: Arc<dyn Clock>,
+    background: Option<BackgroundRefresh>,
+}
+
+impl Inner {
+    fn new(parts: Parts) -> Self {
+        let published = Arc::new(Published::new(parts.leeway, parts.background.is_some()));
+        let flight = Flight::new(
+            published.clone(),
+            parts.clock.clone(),
+            parts.failure_cooldown,
+            parts.budgets.flight_wait,
+        );
+        Self {
+            published,
+            flight,
+            endpoint: parts.endpoint,
+            store: StoreOps::new(parts.store, parts.budgets),
+            seed: std::sync::Mutex::new(parts.seed),
+            grant: parts.grant,
+            revocation_url: parts.revocation_url,
+            on_refresh: parts.on_refresh,
+            clock: parts.clock,
+            background: parts.background,
+        }
+    }
+
+    fn seed(&self) -> Option<TokenSet> {
+        self.seed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Calls `on_refresh` with a new token set; a panic there is logged, not
+    /// allowed to lose the tokens.
+    fn announce(&self, tokens: &TokenSet) {
+        if let Some(hook) = &self.on_refresh
+            && std::panic::catch_unwind(AssertUnwindSafe(|| hook(tokens))).is_err()
+        {
+            tracing::error!("the on_refresh hook panicked; the new tokens are used all the same");
+        }
+    }
+}
+
+/// Loading and refreshing spawn tasks and use timers: say so instead of
+/// letting tokio panic outside a runtime.
+fn ensure_runtime() -> Result<(), Error> {
+    tokio::runtime::Handle::try_current()
+        .map(|_| ())
+        .map_err(|_| {
+            Error::Config(
+                "loading or refreshing tokens needs a Tokio runtime; none is running here".into(),
+            )
+        })
+}
+
+impl TokenManager {
+    /// Starts building a manager for the token endpoint at `token_url`.
+    pub fn builder(token_url: &str) -> TokenManagerBuilder {
+        TokenManagerBuilder::new(token_url)
+    }
+
+    fn from_inner(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// A valid access token: the current one, or a new one if the current one
+    /// is expired or within the leeway of its expiry.
+    ///
+    /// When a refresh before expiry fails and the current token is still
+    /// valid, the current token is returned (and the failure logged); the
+    /// error surfaces once the token has expired.
+    pub async fn access_token(&self) -> Result<AccessToken, Error> {
+        let inner = &self.inner;
+        if let Some(token) = inner
+            .published
+            .with_fresh(inner.clock.as_ref(), |c| c.tokens().access_token().clone())
+        {
+            return Ok(token);
+        }
+        Ok(self.current().await?.tokens().access_token().clone())
+    }
+
+    /// Forces a refresh now and returns the new token set. Single flight:
+    /// callers that ask at the same time share one refresh.
+    pub async fn refresh(&self) -> Result<TokenSet, Error> {
+        let current = self.loaded().await?;
+        let next = self
+            .refresh_generation(current.generation(), Trigger::Forced)
+            .await?;
+        Ok(next.tokens().clone())
+    }
+
+    /// Replaces the token set (after a new sign-in, say): saves it to the
+    /// store, calls `on_refresh`, and uses it from now on.
+    pub async fn set_tokens(&self, tokens: TokenSet) -> Result<(), Error> {
+        current::bearer_header(&tokens).map_err(|_| {
+            Error::Config("the access token cannot be sent in an HTTP header".into())
+        })?;
+        ensure_runtime()?;
+        let guard = self.inner.flight.exclusive().await?;
+        let saved = self.inner.store.save(&tokens).await;
+        self.inner.announce(&tokens);
+        guard.publish(tokens, saved.is_ok())?;
+        saved
+    }
+
+    /// The current token set, loaded from the store (or the builder's
+    /// tokens) the first time; never refreshes, so nothing is spent. A
+    /// client-credentials manager with no token yet asks for its first one.
+    pub async fn tokens(&self) -> Result<TokenSet, Error> {
+        Ok(self.loaded().await?.tokens().clone())
+    }
+
+    /// A copy of the current token set, if one has been loaded.
+    pub fn current_tokens(&self) -> Option<TokenSet> {
+        self.inner.published.get().map(|c| c.tokens().clone())
+    }
+
+    /// A builder filled in from the issuer's metadata (see
+    /// [`ServerMetadata::fetch`]): the token endpoint, the revocation
+    /// endpoint, and a default client authentication method the server
+    /// supports. Add the client and the tokens as usual.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// use reqwest_oauth2_refresh::{TokenManager, TokenSet};
+    /// let manager = TokenManager::discover("https://accounts.google.com")
+    ///     .await?
+    ///     .client_id("my-app")
+    ///     .client_secret("…")
+    ///     .tokens(TokenSet::new("access").with_refresh_token("refresh"))
+    ///     .build()?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    pub async fn discover(issuer: &str) -> Result<TokenManagerBuilder, Error> {
+        discovery::discover(issuer).await
+    }
+
+    /// [`TokenManager::discover`] with your HTTP client (which is also used
+    /// for the token endpoint).
+    pub async fn discover_with(
+        http: &reqwest::Client,
+        issuer: &str,
+    ) -> Result<TokenManagerBuilder, Error> {
+        discovery::discover_with(http, issuer).await
+    }
+
+    /// A builder from metadata you fetched yourself.
+    pub fn from_metadata(metadata: &ServerMetadata) -> TokenManagerBuilder {
+        discovery::builder_from(metadata)
+    }
+
+    /// The lease of the published token if it is fresh: one atomic load, a
+    /// clock read and a reference-count increment. Synchronous, so that an
+    /// adapter's future does not carry the slow path.
+    #[inline]
+    pub(crate) fn fresh_lease(&self) -> Option<Lease> {
+        let inner = &self.inner;
+        inner
+            .published
+            .with_fresh(inner.clock.as_ref(), Current::lease)
+    }
+
+    /// The slow path of [`fresh_lease`](Self::fresh_lease): load, or refresh
+    /// first.
+    pub(crate) async fn lease(&self) -> Result<Lease, Error> {
+        Ok(self.current().await?.lease())
+    }
+
+    /// After the API rejected the token a request was sent with: refreshes
+    /// it unless a newer token exists already, and returns the token to
+    /// replay with.
+    pub(crate) async fn refresh_after_rejection(&self, sent: Applied) -> Result<Lease, Error> {
+        let next = self
+            .refresh_generation(sent.generation, Trigger::Rejected)
+            .await?;
+        Ok(next.lease())
+    }
+
+    /// The current set, refreshed first if it is stale.
+    async fn current(&self) -> Result<Arc<Current>, Error> {
+        let current = self.loaded().await?;
+        let now = self.inner.clock.now();
+        if current.is_fresh(now) {
+            return Ok(current);
+        }
+        if let Some(background) = &self.inner.background
+            && !current.is_expired(now)
+        {
+            background.start(self, current.generation());
+            return Ok(current);
+        }
+        match self
+            .refresh_generation(current.generation(), Trigger::Expiry)
+            .await
+        {
+            Ok(next) => Ok(next),
+            Err(error) if !current.is_expired(self.inner.clock.now()) => {
+                tracing::warn!(
+                    error = %error,
+                    "refresh before expiry failed; using the current token while it is valid"
+                );
+                Ok(current)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The published set, loading it the first time (single flight, like a
+    /// refresh of "nothing").
+    async fn loaded(&self) -> Result<Arc<Current>, Error> {
+        match self.inner.published.get() {
+            Some(current) => Ok(current),
+            None => {
+                self.refresh_generation(Generation::NONE, Trigger::Load)
+                    .await
+            }
+        }
+    }
+
+    /// Single flight: replaces the set of `generation` unless a newer one
+    /// exists or another caller's attempt for it just failed. The leader's
+    /// work runs in its own task's poll (so the token request goes out at
+    /// once) and moves to a task of its own if the caller gives up.
+    async fn refresh_generation(
+        &self,
+        generation: Generation,
+        trigger: Trigger,
+    ) -> Result<Arc<Current>, Error> {
+        ensure_runtime()?;
+        let guard = match self.inner.flight.join(generation, trigger).await {
+            Joined::Follow(outcome) => return outcome,
+            Joined::Lead(guard) => guard,
+        };
+        let inner = self.inner.clone();
+        let span = tracing::info_span!("oauth2_refresh", ?trigger, generation = generation.get());
+        match guard.current() {
+            None => FinishOnDrop::new(refresh::first_load(inner, guard).instrument(span)).await,
+            Some(current) => {
+                FinishOnDrop::new(refresh::run(inner, guard, current).instrument(span)).await
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("TokenManager")
+            .field("token_url", &inner.endpoint.url().as_str())
+            .field("client_id", &inner.endpoint.client_id())
+            .field("client_auth", &inner.endpoint.client_auth())
+            .field(
+                "generation",
+                &inner.published.get().map(|c| c.generation().get()),
+            )
+            .field("store", inner.store.store())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! What the leader of a flight does: load the first set, or spend the
+//! refresh token (or adopt the set a peer sharing the store refreshed),
+//! save, announce, publish. The store protocol is the same with and without
+//! a lock; [`StoreSession`] makes the difference.
+
+use std::sync::Arc;
+
+use super::current::Current;
+use super::flight::FlightGuard;
+use super::persist::{StoreSession, retry_save};
+use super::{GrantKind, Inner};
+use crate::endpoint::request::Grant;
+use crate::error::Error;
+use crate::store::LockedSave;
+use crate::token::TokenSet;
+
+/// How a refresh ended well.
+enum Outcome {
+    /// We spent the refresh token; `saved` says whether the store has the
+    /// new set.
+    Refreshed {
+        tokens: TokenSet,
+        saved: Result<(), Error>,
+    },
+    /// Another holder of the store had refreshed already; we use its set.
+    Adopted(TokenSet),
+}
+
+impl Outcome {
+    fn saved(tokens: TokenSet) -> Self {
+        Outcome::Refreshed {
+            tokens,
+            saved: Ok(()),
+        }
+    }
+}
+
+/// Whether two sets are different tokens (not just differently stamped).
+fn differs(a: &TokenSet, b: &TokenSet) -> bool {
+    a.access_token() != b.access_token() || a.refresh_token() != b.refresh_token()
+}
+
+/// Leads the first load: the store's set, else the builder's (seeding the
+/// store), else a client-credentials grant.
+pub(super) async fn first_load(
+    inner: Arc<Inner>,
+    guard: FlightGuard,
+) -> Result<Arc<Current>, Error> {
+    let stored = match inner.store.load().await {
+        Ok(stored) => stored,
+        Err(error) => return Err(guard.fail(error)),
+    };
+    let tokens = match (stored, inner.seed()) {
+        (Some(stored), _) => stored,
+        (None, Some(seed)) => {
+            // Seed the empty store, so that it holds what we use. Not a new
+            // token set, so `on_refresh` is not told.
+            if let Err(error) = inner.store.save(&seed).await {
+                tracing::warn!(error = %error, "could not seed the token store");
+            }
+            seed
+        }
+        (None, None) if inner.grant == GrantKind::ClientCredentials => {
+            let tokens = match spend(&inner, None).await {
+                Ok(tokens) => tokens,
+                Err(error) => return Err(guard.fail(error)),
+            };
+            if let Err(error) = inner.store.save(&tokens).await {
+                tracing::warn!(error = %error, "could not save the client's token");
+            }
+            inner.announce(&tokens);
+            tokens
+        }
+        (None, None) => return Err(guard.fail(Error::NoTokens)),
+    };
+    guard.publish(tokens, true)
+}
+
+/// Leads the refresh of `current`.
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    guard: FlightGuard,
+    current: Arc<Current>,
+) -> Result<Arc<Current>, Error> {
+    match coordinated(&inner, &current).await {
+        Ok(Outcome::Adopted(tokens)) => {
+            tracing::info!("adopted the token set another holder of the store refreshed");
+            inner.announce(&tokens);
+            guard.publish(tokens, true)
+        }
+        Ok(Outcome::Refreshed { tokens, saved }) => publish_refreshed(&inner, guard, tokens, saved),
+        Err(error) => {
+            tracing::warn!(error = %error, "token refresh failed");
+            Err(guard.fail(error))
+        }
+    }
+}
+
+/// Announces and publishes a set we refreshed. If the store does not have
+/// it, the old refresh token is spent all the same: the new set is used
+/// from memory while a background task keeps trying to save it.
+fn publish_refreshed(
+    inner: &Arc<Inner>,
+    guard: FlightGuard,
+    tokens: TokenSet,
+    saved: Result<(), Error>,
+) -> Result<Arc<Current>, Error> {
+    inner.announce(&tokens);
+    let next = guard.publish(tokens, saved.is_ok())?;
+    tracing::info!(
+        generation = next.generation().get(),
+        expires_in_secs = next.tokens().expires_in().map(|d| d.as_secs()),
+        "token refreshed"
+    );
+    let Err(error) = saved else {
+        return Ok(next);
+    };
+    tracing::error!(error = %error, "could not save the refreshed tokens; retrying in the background");
+    // The caller runs on a runtime (the manager checks before a refresh).
+    tokio::spawn(retry_save(Arc::downgrade(inner), next.generation()));
+    Err(error)
+}
+
+/// The protocol: "lock, re-read, adopt what another holder refreshed or
+/// refresh ourselves, save, release"; without a lock, "refresh, save".
+async fn coordinated(inner: &Inner, current: &Current) -> Result<Outcome, Error> {
+    let mut session = inner.store.session().await?;
+    let outcome = refresh_in(inner, &mut session, current).await;
+    session.finish().await;
+    outcome
+}
+
+async fn refresh_in(
+    inner: &Inner,
+    session: &mut StoreSession<'_>,
+    current: &Current,
+) -> Result<Outcome, Error> {
+    // Our own set wins while it is not saved: the stored one holds a
+    // refresh token we have spent.
+    let base = match session.reread().await? {
+        Some(stored) if current.is_persisted() && differs(&stored, current.tokens()) => {
+            if inner.published.would_be_fresh(&stored, inner.clock.now()) {
+                return Ok(Outcome::Adopted(stored));
+            }
+            // Stale too: refresh with the newer refresh token.
+            stored
+        }
+        _ => current.tokens().clone(),
+    };
+    let tokens = match spend(inner, Some(&base)).await {
+        Ok(tokens) => tokens,
+        Err(error @ Error::InvalidGrant { .. }) => {
+            return adopt_after_invalid_grant(session, &base, error).await;
+        }
+        Err(error) => return Err(error),
+    };
+    match session.save(&tokens).await {
+        Ok(LockedSave::Superseded) => {
+            // Our lock expired and another holder saved a newer set: the
+            // fleet uses that one, so do we.
+            tracing::warn!(
+                "the store's lock expired during the refresh; adopting the newer stored set"
+            );
+            match session.latest().await {
+                Ok(Some(stored)) => Ok(Outcome::Adopted(stored)),
+                _ => Ok(Outcome::saved(tokens)),
+            }
+        }
+        Ok(_) => Ok(Outcome::saved(tokens)),
+        Err(error) => Ok(Outcome::Refreshed {
+            tokens,
+            saved: Err(error),
+        }),
+    }
+}
+
+/// `invalid_grant` for `base`'s refresh token: someone sharing the store
+/// (a holder whose lock expired, or a process without a lock) may have
+/// rotated it meanwhile; then theirs is the set to use.
+async fn adopt_after_invalid_grant(
+    session: &mut StoreSession<'_>,
+    base: &TokenSet,
+    error: Error,
+) -> Result<Outcome, Error> {
+    match session.latest().await {
+        Ok(Some(stored)) if stored.refresh_token() != base.refresh_token() => {
+            Ok(Outcome::Adopted(stored))
+        }
+        _ => Err(error),
+    }
+}
+
+/// Gets a new set from the token endpoint: spends the refresh token of
+/// `base`, or asks for a client-credentials token. When the server returns
+/// no new refresh token, the old one stays (RFC 6749 §6).
+async fn spend(inner: &Inner, base: Option<&TokenSet>) -> Result<TokenSet, Error> {
+    let clock = inner.clock.as_ref();
+    if inner.grant == GrantKind::ClientCredentials {
+        tracing::debug!("asking the token endpoint for a client-credentials token");
+        return inner.endpoint.token(Grant::ClientCredentials, clock).await;
+    }
+    let refresh_token = base
+        .and_then(TokenSet::refresh_token)
+        .ok_or(Error::NoRefreshToken)?;
+    tracing::debug!("calling the token endpoint");
+    let mut tokens = inner
+        .endpoint
+        .token(Grant::Refresh(refresh_token), clock)
+        .await?;
+    if tokens.refresh_token().is_none() {
+        tokens.set_refresh_token(Some(refresh_token.clone()));
+    } else {
+        tracing::info!("the refresh token was rotated");
+    }
+    Ok(tokens)
+}
