@@ -282,12 +282,15 @@ impl std::io::Write for Captured {
 struct FailingDisk {
     inner: FileStore,
     broken: Arc<AtomicBool>,
+    /// Told of every save under the lock that reached the disk.
+    saved: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
 struct FailingDiskLock {
     inner: Box<dyn StoreLock>,
     broken: Arc<AtomicBool>,
+    saved: Arc<tokio::sync::Notify>,
 }
 
 fn disk_full() -> BoxError {
@@ -310,6 +313,7 @@ impl TokenStore for FailingDisk {
         Ok(Some(Box::new(FailingDiskLock {
             inner,
             broken: self.broken.clone(),
+            saved: self.saved.clone(),
         })))
     }
 }
@@ -323,7 +327,11 @@ impl StoreLock for FailingDiskLock {
         if self.broken.load(Ordering::SeqCst) {
             return Err(disk_full());
         }
-        self.inner.save(tokens).await
+        let saved = self.inner.save(tokens).await;
+        if saved.is_ok() {
+            self.saved.notify_one();
+        }
+        saved
     }
     async fn release(self: Box<Self>) -> Result<(), BoxError> {
         self.inner.release().await
@@ -349,11 +357,13 @@ async fn failed_save_keeps_tokens_reports_and_retries() {
         .await
         .unwrap();
     let broken = Arc::new(AtomicBool::new(true));
+    let saved = Arc::new(tokio::sync::Notify::new());
     let manager = TokenManager::builder(&auth.token_url())
         .client_id("fleet")
         .store(FailingDisk {
             inner: FileStore::new(&file).unwrap(),
             broken: broken.clone(),
+            saved: saved.clone(),
         })
         .build()
         .unwrap();
@@ -386,17 +396,14 @@ async fn failed_save_keeps_tokens_reports_and_retries() {
     assert_eq!(on_disk.refresh_token().unwrap().secret(), "rt-0");
 
     // Once the disk is usable again, the background retry saves the set.
+    // Nothing here needs the network any more, so time can be paused: the
+    // retry's backoff passes at once, and in order.
     broken.store(false, Ordering::SeqCst);
-    let saved = async {
-        loop {
-            match store.load().await {
-                Ok(Some(stored)) if stored.refresh_token().unwrap().secret() == "rt-1" => return,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), saved)
+    tokio::time::pause();
+    tokio::time::timeout(Duration::from_secs(2), saved.notified())
         .await
-        .expect("the save is retried within its first backoff steps");
+        .expect("the first retry, after 1 s, saves the set");
+    let on_disk = store.load().await.unwrap().unwrap();
+    assert_eq!(on_disk.refresh_token().unwrap().secret(), "rt-1");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -16,8 +16,6 @@ pub(crate) struct Budgets {
     /// How long the store's lock is waited for: another process's refresh
     /// (its budget) and its store operations.
     pub(crate) store_lock_wait: Duration,
-    /// The lock call itself, a little longer than the wait it is given.
-    pub(crate) store_lock_call: Duration,
     /// How long a caller waits for the refresh lock of this process: the
     /// store's lock, a refresh and its store operations, plus slack. Every
     /// holder of the lock finishes within it.
@@ -25,17 +23,20 @@ pub(crate) struct Budgets {
 }
 
 impl Budgets {
+    /// The bound on a store's lock call that is given `wait`.
+    pub(crate) fn lock_call(wait: Duration) -> Duration {
+        wait.saturating_add(LOCK_CALL_SLACK)
+    }
+
     pub(crate) fn new(refresh_budget: Duration, store_timeout: Duration) -> Self {
         let store_lock_wait = refresh_budget.saturating_add(store_timeout.saturating_mul(3));
-        let store_lock_call = store_lock_wait.saturating_add(LOCK_CALL_SLACK);
-        let flight_wait = store_lock_call
+        let flight_wait = Self::lock_call(store_lock_wait)
             .saturating_add(refresh_budget)
             .saturating_add(store_timeout.saturating_mul(4))
             .saturating_add(FLIGHT_SLACK);
         Self {
             store_timeout,
             store_lock_wait,
-            store_lock_call,
             flight_wait,
         }
     }
@@ -49,7 +50,6 @@ mod tests {
     fn defaults_add_up() {
         let b = Budgets::new(Duration::from_secs(30), Duration::from_secs(10));
         assert_eq!(b.store_lock_wait, Duration::from_secs(60));
-        assert_eq!(b.store_lock_call, Duration::from_secs(61));
         assert_eq!(b.flight_wait, Duration::from_secs(136));
     }
 
@@ -57,7 +57,8 @@ mod tests {
     fn a_holder_of_the_refresh_lock_finishes_within_the_flight_wait() {
         let b = Budgets::new(Duration::from_secs(30), Duration::from_secs(10));
         // lock call, re-read, refresh, save, re-read, release
-        let holder = b.store_lock_call + Duration::from_secs(30) + b.store_timeout * 4;
+        let holder =
+            Budgets::lock_call(b.store_lock_wait) + Duration::from_secs(30) + b.store_timeout * 4;
         assert!(holder < b.flight_wait);
     }
 

@@ -88,13 +88,16 @@ impl StoreOps {
         .await
     }
 
-    /// Starts a store session: takes the store's lock, if it has one.
+    /// Starts a refresh's store session: takes the store's lock, if it has
+    /// one, waiting as long as another process's refresh may take.
     pub(crate) async fn session(&self) -> Result<StoreSession<'_>, Error> {
-        let (store, wait) = (self.store.clone(), self.budgets.store_lock_wait);
-        let lock = isolated("lock", self.budgets.store_lock_call, async move {
-            store.lock(wait).await
-        })
-        .await?;
+        self.session_waiting(self.budgets.store_lock_wait).await
+    }
+
+    async fn session_waiting(&self, wait: Duration) -> Result<StoreSession<'_>, Error> {
+        let store = self.store.clone();
+        let call_timeout = Budgets::lock_call(wait);
+        let lock = isolated("lock", call_timeout, async move { store.lock(wait).await }).await?;
         if lock.is_some() {
             tracing::debug!("holding the store's refresh lock");
         }
@@ -106,8 +109,10 @@ impl StoreOps {
 
     /// A save outside a refresh, under the store's lock when it has one
     /// (read first: a lock that can expire fences the save on that read).
+    /// It waits for the lock only one store timeout: a peer that holds it
+    /// is refreshing, and will store a newer set than ours anyway.
     pub(crate) async fn save_coordinated(&self, tokens: &TokenSet) -> Result<LockedSave, Error> {
-        let mut session = self.session().await?;
+        let mut session = self.session_waiting(self.budgets.store_timeout).await?;
         let saved = match session.reread().await {
             Ok(_) => session.save(tokens).await,
             Err(error) => Err(error),
@@ -215,8 +220,9 @@ impl StoreSession<'_> {
 
 /// After a refresh whose save failed: retries saving generation
 /// `generation` in the background until it succeeds, a newer set supersedes
-/// it, or the manager is dropped. Each try holds the refresh lock only for
-/// bounded store calls, so it delays refreshes by at most the lock wait.
+/// it, or the manager is dropped. Each try holds the refresh lock for four
+/// store timeouts and a second at most (lock, re-read, save, release), so a
+/// store that hangs delays a refresh by no more than that.
 pub(crate) async fn retry_save(inner: Weak<Inner>, generation: Generation) {
     for delay in SAVE_RETRY_DELAYS {
         tokio::time::sleep(delay).await;
