@@ -776,7 +776,7 @@ async fn the_client_secret_reaches_the_server_from_a_file_or_the_environment() {
 
     /// Extra args, environment, the secret, whether it goes as Basic.
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str, bool);
-    let cases: [Case; 4] = [
+    let cases: [Case<'_>; 4] = [
         (
             vec!["--client-secret-file", &secret_file],
             vec![],

@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use super::background::BackgroundRefresh;
 use super::budgets::Budgets;
-use super::{
-    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT,
-};
 use super::{GrantKind, Inner, RefreshHook, TokenManager};
 use crate::clock::{Clock, SystemClock};
 use crate::endpoint::client_auth::{ClientAuth, ClientCredentials, ClientSecret};
@@ -22,6 +18,26 @@ use crate::origin::parse_secure_url;
 use crate::store::{MemoryStore, TokenStore};
 use crate::token::TokenSet;
 use crate::util::http::no_redirect_client;
+
+/// How long before expiry a token is refreshed, at most (it is also capped at
+/// half the token's lifetime).
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// The time budget of one refresh, retries included.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The timeout of one request to the token endpoint.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times a transient token-endpoint failure is retried.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// The first retry's delay; each further retry doubles it (with jitter).
+pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(250);
+/// After a failed refresh, how long further callers get the same error
+/// instead of another call to the token endpoint.
+pub const DEFAULT_FAILURE_COOLDOWN: Duration = Duration::from_secs(5);
+/// The largest token response that is read.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The time a store gets to load or save
+/// ([`TokenManagerBuilder::store_timeout`]).
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Configures a [`TokenManager`]; start with [`TokenManager::builder`].
 pub struct TokenManagerBuilder {

@@ -1,0 +1,92 @@
+//! The file store alone: permissions, refusals, the lock.
+use super::*;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "oauth2-refresh-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn saves_privately_and_loads_back() {
+    let dir = temp_dir("roundtrip");
+    let store = FileStore::new(dir.join("tokens.json")).unwrap();
+    assert!(store.load().await.unwrap().is_none());
+    let tokens = TokenSet::new("a")
+        .with_refresh_token("r")
+        .with_expires_in(Duration::from_secs(60));
+    store.save(&tokens).await.unwrap();
+    let back = store.load().await.unwrap().unwrap();
+    assert_eq!(back.refresh_token().unwrap().secret(), "r");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // No temporary files are left behind.
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["tokens.json"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn refuses_a_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("perms");
+    let path = dir.join("tokens.json");
+    std::fs::write(&path, r#"{"access_token":"a","issued_at":0}"#).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = FileStore::new(&path).unwrap().load().await.unwrap_err();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn garbage_is_refused_without_quoting_it() {
+    let dir = temp_dir("garbage");
+    let path = dir.join("tokens.json");
+    private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"{\"access_token\": \"secret-value\"")
+        .unwrap();
+    let err = FileStore::new(&path).unwrap().load().await.unwrap_err();
+    assert!(!err.to_string().contains("secret-value"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn lock_is_exclusive_and_bounded() {
+    let dir = temp_dir("lock");
+    let store = FileStore::new(dir.join("tokens.json")).unwrap();
+    let held = store.lock(Duration::from_secs(1)).await.unwrap().unwrap();
+    let err = store.lock(Duration::from_millis(50)).await.unwrap_err();
+    assert!(err.to_string().contains("longer than"), "{err}");
+    held.release().await.unwrap();
+    let again = store.lock(Duration::from_millis(50)).await.unwrap();
+    assert!(again.is_some());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_path_must_name_a_file() {
+    assert!(FileStore::new("/").is_err());
+    let store = FileStore::new("dir/tokens.json").unwrap();
+    assert_eq!(store.lock_path, Path::new("dir/tokens.json.lock"));
+}
