@@ -56,6 +56,17 @@ pub async fn builder(
     purpose: Purpose,
     secrets: &mut Secrets,
 ) -> Result<TokenManagerBuilder, Failure> {
+    // The secret is checked first: a missing one is refused before any
+    // request, discovery included.
+    let secret = checked_secret(common, secrets)?;
+    let builder = endpoint_builder(common, purpose).await?;
+    Ok(with_options(builder, common, secret))
+}
+
+/// The client secret, added to `secrets`, and refused where it does not go
+/// with the options: --auth basic/post without one, or one without
+/// --client-id.
+fn checked_secret(common: &Common, secrets: &mut Secrets) -> Result<Option<String>, Failure> {
     let secret = client_secret(common)?;
     if let Some(secret) = &secret {
         secrets.add(secret);
@@ -77,9 +88,16 @@ pub async fn builder(
             "a client secret is given ({from}) but no --client-id"
         )));
     }
+    Ok(secret)
+}
 
-    let mut builder = match (&common.token_url, &common.issuer) {
-        (Some(url), _) => TokenManager::builder(url),
+/// A builder for the token endpoint: --token-url, or the issuer's metadata.
+async fn endpoint_builder(
+    common: &Common,
+    purpose: Purpose,
+) -> Result<TokenManagerBuilder, Failure> {
+    match (&common.token_url, &common.issuer) {
+        (Some(url), _) => Ok(TokenManager::builder(url)),
         (None, Some(issuer)) => {
             let metadata = fetch_metadata(issuer).await?;
             if purpose == Purpose::Revoke
@@ -90,15 +108,23 @@ pub async fn builder(
                     "the metadata of {issuer} has no revocation_endpoint: give --revocation-url URL"
                 )));
             }
-            TokenManager::from_metadata(&metadata)
+            Ok(TokenManager::from_metadata(&metadata))
         }
         (None, None) => match (&common.revocation_url, purpose) {
             // Revocation only: the builder wants a token endpoint, which is
             // never called; the revocation endpoint stands in for it.
-            (Some(url), Purpose::Revoke) => TokenManager::builder(url),
-            _ => return Err(Failure::new(code::USAGE, "no --token-url or --issuer")),
+            (Some(url), Purpose::Revoke) => Ok(TokenManager::builder(url)),
+            _ => Err(Failure::new(code::USAGE, "no --token-url or --issuer")),
         },
-    };
+    }
+}
+
+/// The client and token request options, on top of the endpoint.
+fn with_options(
+    mut builder: TokenManagerBuilder,
+    common: &Common,
+    secret: Option<String>,
+) -> TokenManagerBuilder {
     if let Some(id) = &common.client_id {
         builder = builder.client_id(id);
     }
@@ -121,7 +147,7 @@ pub async fn builder(
     if let Some(url) = &common.revocation_url {
         builder = builder.revocation_url(url);
     }
-    Ok(builder)
+    builder
 }
 
 pub fn build(builder: TokenManagerBuilder) -> Result<TokenManager, Failure> {

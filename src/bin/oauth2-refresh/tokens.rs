@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use reqwest_oauth2_refresh::{Error, FileStore, TokenSet, TokenStore as _};
+use reqwest_oauth2_refresh::{Error, FileStore, TokenManager, TokenSet, TokenStore as _};
 
 use crate::args::{Common, is_stdin};
 use crate::input;
@@ -86,43 +86,57 @@ pub async fn spend(
     secrets: &mut Secrets,
 ) -> Result<Refreshed, Failure> {
     if is_stdin(&common.token_file) {
-        let input = stdin_tokens(secrets)?;
-        if input.tokens.refresh_token().is_none() {
-            return Err(Failure::local("the tokens on stdin have no refresh token"));
-        }
-        let out = match out {
-            Some(out) => {
-                check_writable(out)?;
-                Some((open_store(out)?, out.to_path_buf()))
-            }
-            None => None,
-        };
-        let manager = build(
-            builder(common, Purpose::Refresh, secrets)
-                .await?
-                .tokens(input.tokens.clone()),
-        )?;
-        let new = manager
-            .refresh()
-            .await
-            .map_err(|e| Failure::from_error("refresh failed", &e))?;
-        secrets.add_tokens(&new);
-        let saved_to = match out {
-            Some((store, path)) => {
-                if let Err(error) = store.save(&new).await {
-                    return Err(unsaved(&new, &path, &report::chain(error.as_ref())));
-                }
-                Some(path)
-            }
-            None => None,
-        };
-        return Ok(Refreshed {
-            old: input.tokens,
-            new,
-            saved_to,
-        });
+        spend_from_stdin(common, out, secrets).await
+    } else {
+        spend_from_file(common, secrets).await
     }
+}
 
+/// `spend` for `--token-file -`: the new set goes to `out`, if given.
+async fn spend_from_stdin(
+    common: &Common,
+    out: Option<&Path>,
+    secrets: &mut Secrets,
+) -> Result<Refreshed, Failure> {
+    let input = stdin_tokens(secrets)?;
+    if input.tokens.refresh_token().is_none() {
+        return Err(Failure::local("the tokens on stdin have no refresh token"));
+    }
+    let out = match out {
+        Some(out) => {
+            check_writable(out)?;
+            Some((open_store(out)?, out.to_path_buf()))
+        }
+        None => None,
+    };
+    let manager = build(
+        builder(common, Purpose::Refresh, secrets)
+            .await?
+            .tokens(input.tokens.clone()),
+    )?;
+    let new = manager
+        .refresh()
+        .await
+        .map_err(|e| Failure::from_error("refresh failed", &e))?;
+    secrets.add_tokens(&new);
+    let saved_to = match out {
+        Some((store, path)) => {
+            if let Err(error) = store.save(&new).await {
+                return Err(unsaved(&new, &path, &report::chain(error.as_ref())));
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(Refreshed {
+        old: input.tokens,
+        new,
+        saved_to,
+    })
+}
+
+/// `spend` for a token file: the library's store saves the new set in it.
+async fn spend_from_file(common: &Common, secrets: &mut Secrets) -> Result<Refreshed, Failure> {
     let path = common.token_file.clone();
     let store = open_store(&path)?;
     let old = load_token_file(&store).await?;
@@ -138,36 +152,41 @@ pub async fn spend(
             .await?
             .store(store),
     )?;
-    match manager.refresh().await {
+    let new = match manager.refresh().await {
         Ok(new) => {
             secrets.add_tokens(&new);
-            Ok(Refreshed {
-                old,
-                new,
-                saved_to: Some(path),
-            })
+            new
         }
         Err(
             error @ Error::Store {
                 operation: "save", ..
             },
-        ) => {
-            // The refresh token is spent and the new set lives only in this
-            // process: one more try, then hand it to the user.
-            let Some(new) = manager.current_tokens() else {
-                return Err(Failure::from_error("refresh failed", &error));
-            };
-            secrets.add_tokens(&new);
-            match open_store(&path)?.save(&new).await {
-                Ok(()) => Ok(Refreshed {
-                    old,
-                    new,
-                    saved_to: Some(path),
-                }),
-                Err(_) => Err(unsaved(&new, &path, &report::chain(&error))),
-            }
-        }
-        Err(error) => Err(Failure::from_error("refresh failed", &error)),
+        ) => save_again(&manager, &error, &path, secrets).await?,
+        Err(error) => return Err(Failure::from_error("refresh failed", &error)),
+    };
+    Ok(Refreshed {
+        old,
+        new,
+        saved_to: Some(path),
+    })
+}
+
+/// The library refreshed but could not save the new set (`error`).
+async fn save_again(
+    manager: &TokenManager,
+    error: &Error,
+    path: &Path,
+    secrets: &mut Secrets,
+) -> Result<TokenSet, Failure> {
+    // The refresh token is spent and the new set lives only in this
+    // process: one more try, then hand it to the user.
+    let Some(new) = manager.current_tokens() else {
+        return Err(Failure::from_error("refresh failed", error));
+    };
+    secrets.add_tokens(&new);
+    match open_store(path)?.save(&new).await {
+        Ok(()) => Ok(new),
+        Err(_) => Err(unsaved(&new, path, &report::chain(error))),
     }
 }
 
