@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use reqwest_oauth2_refresh::OAuth2Middleware;
+use reqwest_oauth2_refresh::{OAuth2Middleware, TokenManager};
 
 mod common;
 use common::{Server, Variant, median, ready};
@@ -124,15 +124,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("client runtime");
-    let mut variants = rt.block_on(common::hot_variants(&server));
-    // The replay-copy experiments go after the trivial middleware.
-    let copies = common::copy_variants();
-    let at = variants
-        .iter()
-        .position(|v| v.id() == "trivial")
-        .expect("trivial")
-        + 1;
-    variants.splice(at..at, copies);
+    let variants = all_variants(&rt, &server);
     let url = server.url("/hot");
     let manager = common::manager(&server, &server.state.valid_token(), common::bare());
     rt.block_on(manager.access_token()).expect("load");
@@ -146,22 +138,49 @@ fn main() {
         return;
     }
 
-    // Warm up: connections open, lazy statics set, pools filled.
+    warm_up(&rt, &variants, &manager, &url);
+    println!();
+    println!("allocations (a realloc counts as one), with a valid token");
+    println!();
+    access_token_allocs(&manager);
+    try_clone_allocs(&url);
+    handle_sizes(&rt, &server, &manager, &url);
+    per_get_allocs(&rt, &variants, &url);
+
+    interleaved(&rt, &variants, &url);
+}
+
+/// The hot-path variants, with the replay-copy experiments after the
+/// trivial middleware.
+fn all_variants(rt: &tokio::runtime::Runtime, server: &Server) -> Vec<Variant> {
+    let mut variants = rt.block_on(common::hot_variants(server));
+    let copies = common::copy_variants();
+    let at = variants
+        .iter()
+        .position(|v| v.id() == "trivial")
+        .expect("trivial")
+        + 1;
+    variants.splice(at..at, copies);
+    variants
+}
+
+/// Warm up: connections open, lazy statics set, pools filled.
+fn warm_up(rt: &tokio::runtime::Runtime, variants: &[Variant], manager: &TokenManager, url: &str) {
     rt.block_on(async {
-        for variant in &variants {
+        for variant in variants {
             for _ in 0..200 {
-                assert_eq!(variant.get(&url).await, 200, "{}", variant.name());
+                assert_eq!(variant.get(url).await, 200, "{}", variant.name());
             }
-            join_all((0..64).map(|_| variant.get(&url))).await;
+            join_all((0..64).map(|_| variant.get(url))).await;
         }
     });
     for _ in 0..100 {
         ready!(manager.access_token()).expect("token");
     }
+}
 
-    println!();
-    println!("allocations (a realloc counts as one), with a valid token");
-    println!();
+/// Allocations per `TokenManager::access_token()` with a valid token.
+fn access_token_allocs(manager: &TokenManager) {
     let (thread, process, _) = count(|| {
         for _ in 0..N {
             std::hint::black_box(ready!(manager.access_token()).expect("token"));
@@ -173,9 +192,12 @@ fn main() {
         process as f64 / N as f64,
         std::mem::size_of_val(&manager.access_token())
     );
-    // What the middleware's copy-for-replay costs: a GET as the middleware
-    // sees it (built by the client, our Authorization header inserted).
-    let mut request = common::bare().get(&url).build().expect("request");
+}
+
+/// What the middleware's copy-for-replay costs: a GET as the middleware
+/// sees it (built by the client, our Authorization header inserted).
+fn try_clone_allocs(url: &str) {
+    let mut request = common::bare().get(url).build().expect("request");
     let mut header = reqwest::header::HeaderValue::from_str("Bearer gen-1").expect("value");
     header.set_sensitive(true);
     drop(header.clone()); // shared, as the manager keeps it
@@ -203,14 +225,16 @@ fn main() {
         clone_url as f64 / N as f64,
         clone_headers as f64 / N as f64
     );
+}
 
-    // The size of the future each middleware's `handle` boxes per request.
+/// The size of the future each middleware's `handle` boxes per request.
+fn handle_sizes(rt: &tokio::runtime::Runtime, server: &Server, manager: &TokenManager, url: &str) {
     let handle_size = |middleware: Arc<dyn reqwest_middleware::Middleware>| {
         let size = Arc::new(AtomicUsize::new(0));
         let client = reqwest_middleware::ClientBuilder::new(common::bare())
             .with(HandleSize(middleware, size.clone()))
             .build();
-        rt.block_on(common::get(&client, &url));
+        rt.block_on(common::get(&client, url));
         size.load(Ordering::SeqCst)
     };
     let ours_size = handle_size(Arc::new(
@@ -225,6 +249,11 @@ fn main() {
     println!(
         "the future a middleware's `handle` boxes per request: OAuth2Middleware {ours_size} bytes, the trivial middleware {trivial_size} bytes"
     );
+}
+
+/// Allocations per GET for every variant, and over its floor (the bare
+/// client on the same stack).
+fn per_get_allocs(rt: &tokio::runtime::Runtime, variants: &[Variant], url: &str) {
     println!();
     println!(
         "| client | per GET, client thread | per GET, whole process | extra over its floor (client thread) |"
@@ -232,11 +261,11 @@ fn main() {
     println!("|---|---|---|---|");
     let mut floor13 = 0.0;
     let mut floor12 = 0.0;
-    for variant in &variants {
+    for variant in variants {
         let (thread, process, _) = count(|| {
             rt.block_on(async {
                 for _ in 0..N {
-                    std::hint::black_box(variant.get(&url).await);
+                    std::hint::black_box(variant.get(url).await);
                 }
             })
         });
@@ -265,9 +294,12 @@ fn main() {
             per - floor
         );
     }
-
-    interleaved(&rt, &variants, &url);
 }
+
+/// Sequential GETs per variant and round, in [`interleaved`].
+const SEQUENTIAL: u32 = 100;
+/// Batches of 64 concurrent GETs per variant and round.
+const BATCHES: u32 = 5;
 
 /// Interleaved rounds: per request, sequential and 64 in flight. Each
 /// round runs every variant once, starting from a different one each round;
@@ -279,8 +311,6 @@ fn interleaved(rt: &tokio::runtime::Runtime, variants: &[Variant], url: &str) {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(40);
-    const SEQUENTIAL: u32 = 100;
-    const BATCHES: u32 = 5;
     let n = variants.len();
     let mut sequential: Vec<Vec<Duration>> = vec![Vec::new(); n];
     let mut concurrent: Vec<Vec<Duration>> = vec![Vec::new(); n];
@@ -303,6 +333,18 @@ fn interleaved(rt: &tokio::runtime::Runtime, variants: &[Variant], url: &str) {
             });
         }
     }
+    print_interleaved(variants, &sequential, &concurrent, rounds, started);
+}
+
+/// The table of [`interleaved`]: medians per GET, and ratios to the floor
+/// paired within a round.
+fn print_interleaved(
+    variants: &[Variant],
+    sequential: &[Vec<Duration>],
+    concurrent: &[Vec<Duration>],
+    rounds: usize,
+    started: Instant,
+) {
     let index = |id: &str| variants.iter().position(|v| v.id() == id).expect("variant");
     let (trivial, trivial04) = (index("trivial"), index("trivial04"));
     let paired = |samples: &[Vec<Duration>], i: usize, base: usize| {
@@ -336,9 +378,9 @@ fn interleaved(rt: &tokio::runtime::Runtime, variants: &[Variant], url: &str) {
             "| {} | {:.2} µs | {:.3} | {:.2} µs | {:.3} |",
             variant.name(),
             median(&mut sequential[i].clone()).as_secs_f64() * 1e6,
-            paired(&sequential, i, base),
+            paired(sequential, i, base),
             median(&mut concurrent[i].clone()).as_secs_f64() * 1e6,
-            paired(&concurrent, i, base),
+            paired(concurrent, i, base),
         );
     }
 }
@@ -347,7 +389,7 @@ fn interleaved(rt: &tokio::runtime::Runtime, variants: &[Variant], url: &str) {
 fn callgrind_mode(
     rt: &tokio::runtime::Runtime,
     variants: &[Variant],
-    manager: &reqwest_oauth2_refresh::TokenManager,
+    manager: &TokenManager,
     url: &str,
     id: &str,
     n: u64,

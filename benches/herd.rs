@@ -118,6 +118,46 @@ fn seed(server: &Server, scenario: Scenario) -> TokenSet {
     }
 }
 
+/// What every step works with: the two servers, the clients' runtime, and
+/// one connection pool per stack, shared by every round (warm, as in an
+/// application that has been running). Fields drop in this order: the
+/// clients before their runtime.
+struct Bench {
+    rounds: usize,
+    workers: usize,
+    api: String,
+    token_url: String,
+    inner: reqwest::Client,
+    inner012: reqwest_012::Client,
+    token_client: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+    server: Server,
+    auth_server: Server,
+}
+
+/// The medians of the parts of the target, and the targets.
+struct Parts {
+    api_single: Duration,
+    api_wave: Duration,
+    api_wave012: Duration,
+    refresh_rtt: Duration,
+    manager_refresh: Duration,
+    target: Duration,
+    target012: Duration,
+}
+
+/// The samples behind [`Parts`].
+#[derive(Default)]
+struct PartSamples {
+    api_single: Vec<Duration>,
+    api_wave: Vec<Duration>,
+    api_wave012: Vec<Duration>,
+    refresh_rtt: Vec<Duration>,
+    manager_refresh: Vec<Duration>,
+}
+
+type Table = (Scenario, Vec<Row>);
+
 fn main() {
     if !common::selected("herd") {
         return;
@@ -127,18 +167,52 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(10);
     let started = Instant::now();
-    let server = Server::start();
-    server.state.set_token_delay(TOKEN_LATENCY);
-    // The token endpoint on a server of its own (sharing the API's state).
-    let auth_server = Server::start_sharing(server.state.clone());
-    // The client's runtime: current-thread by default (the server has the
-    // other core); `HERD_WORKERS=N` gives it a multi-thread runtime with N
-    // workers instead, as `#[tokio::main]` would.
-    let workers: usize = std::env::var("HERD_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(0);
-    let rt = if workers == 0 {
+    let bench = Bench::start(rounds);
+    bench.rt.block_on(warm_pools(&bench));
+    let parts = measure_parts(&bench);
+    let mut tables = run_herds(&bench);
+    print_parts(&bench, &parts);
+    for (scenario, rows) in &mut tables {
+        print_table(*scenario, rows, &parts);
+    }
+    println!();
+    println!("herd bench took {:.1} s", started.elapsed().as_secs_f64());
+    check_ours(&tables);
+}
+
+impl Bench {
+    fn start(rounds: usize) -> Self {
+        let server = Server::start();
+        server.state.set_token_delay(TOKEN_LATENCY);
+        // The token endpoint on a server of its own (sharing the API's state).
+        let auth_server = Server::start_sharing(server.state.clone());
+        let workers: usize = std::env::var("HERD_WORKERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(0);
+        let rt = client_runtime(workers);
+        let api = server.url("/api");
+        let token_url = auth_server.url("/token");
+        Self {
+            rounds,
+            workers,
+            api,
+            token_url,
+            inner: common::bare(),
+            inner012: peers::bare(),
+            token_client: common::bare(),
+            rt,
+            server,
+            auth_server,
+        }
+    }
+}
+
+/// The client's runtime: current-thread by default (the server has the
+/// other core); `HERD_WORKERS=N` gives it a multi-thread runtime with N
+/// workers instead, as `#[tokio::main]` would.
+fn client_runtime(workers: usize) -> tokio::runtime::Runtime {
+    if workers == 0 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -148,206 +222,250 @@ fn main() {
             .enable_all()
             .build()
     }
-    .expect("client runtime");
-    // One connection pool per stack, shared by every round (warm, as in an
-    // application that has been running).
-    let inner = common::bare();
-    let inner012 = peers::bare();
-    let token_client = common::bare();
-    let api = server.url("/api");
-    let token_url = auth_server.url("/token");
+    .expect("client runtime")
+}
 
-    rt.block_on(async {
-        // Open ~HERD connections in each pool.
-        let valid = server.state.valid_token();
-        let valid = format!("Bearer {valid}");
-        for _ in 0..2 {
-            join_all((0..HERD).map(|_| async {
-                inner
-                    .get(&api)
-                    .header("authorization", &valid)
-                    .send()
-                    .await
-                    .expect("warm")
-                    .bytes()
-                    .await
-                    .expect("warm body")
-            }))
-            .await;
-            join_all((0..HERD).map(|_| async {
-                inner012
-                    .get(&api)
-                    .header("authorization", &valid)
-                    .send()
-                    .await
-                    .expect("warm")
-                    .bytes()
-                    .await
-                    .expect("warm body")
-            }))
-            .await;
-        }
-    });
-
-    // --- The parts of the target, measured in this run. ---
-    let mut api_single = Vec::new();
-    let mut api_wave = Vec::new();
-    let mut api_wave012 = Vec::new();
-    let mut refresh_rtt = Vec::new();
-    let mut manager_refresh = Vec::new();
-    rt.block_on(async {
-        let valid = format!("Bearer {}", server.state.valid_token());
-        for _ in 0..200 {
-            let start = Instant::now();
-            let r = inner
-                .get(&api)
+/// Opens ~HERD connections in each pool.
+async fn warm_pools(b: &Bench) {
+    let valid = b.server.state.valid_token();
+    let valid = format!("Bearer {valid}");
+    for _ in 0..2 {
+        join_all((0..HERD).map(|_| async {
+            b.inner
+                .get(&b.api)
                 .header("authorization", &valid)
                 .send()
                 .await
-                .expect("api");
-            assert_eq!(r.status(), 200);
-            r.bytes().await.expect("body");
-            api_single.push(start.elapsed());
-        }
-        for i in 0..=rounds {
-            let start = Instant::now();
-            let statuses = join_all((0..HERD).map(|_| async {
-                let r = inner
-                    .get(&api)
-                    .header("authorization", &valid)
-                    .send()
-                    .await
-                    .expect("api");
-                let s = r.status().as_u16();
-                r.bytes().await.expect("body");
-                s
-            }))
-            .await;
-            assert!(statuses.iter().all(|&s| s == 200));
-            if i > 0 {
-                api_wave.push(start.elapsed());
-            }
-            let start = Instant::now();
-            join_all((0..HERD).map(|_| async {
-                let r = inner012
-                    .get(&api)
-                    .header("authorization", &valid)
-                    .send()
-                    .await
-                    .expect("api");
-                r.bytes().await.expect("body");
-            }))
-            .await;
-            if i > 0 {
-                api_wave012.push(start.elapsed());
-            }
-            let start = Instant::now();
-            let r = token_client
-                .post(&token_url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body("grant_type=refresh_token&refresh_token=refresh&client_id=bench")
+                .expect("warm")
+                .bytes()
+                .await
+                .expect("warm body")
+        }))
+        .await;
+        join_all((0..HERD).map(|_| async {
+            b.inner012
+                .get(&b.api)
+                .header("authorization", &valid)
                 .send()
                 .await
-                .expect("token");
-            assert_eq!(r.status(), 200);
-            r.bytes().await.expect("token body");
-            if i > 0 {
-                refresh_rtt.push(start.elapsed());
-            }
-            // The same through TokenManager::refresh (its own overhead:
-            // task spawn, lock, parse, store, publish).
-            let manager = manager_for(
-                &auth_server,
-                seed(&server, Scenario::Revoked),
-                &token_client,
-            );
-            manager.access_token().await.expect("load");
-            let start = Instant::now();
-            manager.refresh().await.expect("refresh");
-            if i > 0 {
-                manager_refresh.push(start.elapsed());
-            }
-        }
-    });
-    let api_single = median(&mut api_single);
-    let api_wave = median(&mut api_wave);
-    let api_wave012 = median(&mut api_wave012);
-    let refresh_rtt = median(&mut refresh_rtt);
-    let manager_refresh = median(&mut manager_refresh);
-    let target = (refresh_rtt + api_wave * 2).mul_f64(1.10);
-    let target012 = (refresh_rtt + api_wave012 * 2).mul_f64(1.10);
+                .expect("warm")
+                .bytes()
+                .await
+                .expect("warm body")
+        }))
+        .await;
+    }
+}
 
-    // --- The herds. ---
+/// The parts of the target, measured in this run.
+fn measure_parts(b: &Bench) -> Parts {
+    let mut samples = b.rt.block_on(sample_parts(b));
+    let api_wave = median(&mut samples.api_wave);
+    let api_wave012 = median(&mut samples.api_wave012);
+    let refresh_rtt = median(&mut samples.refresh_rtt);
+    Parts {
+        api_single: median(&mut samples.api_single),
+        api_wave,
+        api_wave012,
+        refresh_rtt,
+        manager_refresh: median(&mut samples.manager_refresh),
+        target: (refresh_rtt + api_wave * 2).mul_f64(1.10),
+        target012: (refresh_rtt + api_wave012 * 2).mul_f64(1.10),
+    }
+}
+
+/// 200 single API round trips, then per round (the first one a warm-up):
+/// an API wave on each stack, a refresh round trip, and the same refresh
+/// through `TokenManager`.
+async fn sample_parts(b: &Bench) -> PartSamples {
+    let mut samples = PartSamples::default();
+    let valid = format!("Bearer {}", b.server.state.valid_token());
+    for _ in 0..200 {
+        samples.api_single.push(api_round_trip(b, &valid).await);
+    }
+    for i in 0..=b.rounds {
+        let api_wave = api_wave(b, &valid).await;
+        let api_wave012 = api_wave012(b, &valid).await;
+        let refresh_rtt = refresh_round_trip(b).await;
+        let manager_refresh = manager_refresh(b).await;
+        if i > 0 {
+            samples.api_wave.push(api_wave);
+            samples.api_wave012.push(api_wave012);
+            samples.refresh_rtt.push(refresh_rtt);
+            samples.manager_refresh.push(manager_refresh);
+        }
+    }
+    samples
+}
+
+/// One request to the API, bare reqwest 0.13.
+async fn api_round_trip(b: &Bench, valid: &str) -> Duration {
+    let start = Instant::now();
+    let r = b
+        .inner
+        .get(&b.api)
+        .header("authorization", valid)
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(r.status(), 200);
+    r.bytes().await.expect("body");
+    start.elapsed()
+}
+
+/// HERD concurrent requests to the API, bare reqwest 0.13.
+async fn api_wave(b: &Bench, valid: &str) -> Duration {
+    let start = Instant::now();
+    let statuses = join_all((0..HERD).map(|_| async {
+        let r = b
+            .inner
+            .get(&b.api)
+            .header("authorization", valid)
+            .send()
+            .await
+            .expect("api");
+        let s = r.status().as_u16();
+        r.bytes().await.expect("body");
+        s
+    }))
+    .await;
+    assert!(statuses.iter().all(|&s| s == 200));
+    start.elapsed()
+}
+
+/// HERD concurrent requests to the API, bare reqwest 0.12.
+async fn api_wave012(b: &Bench, valid: &str) -> Duration {
+    let start = Instant::now();
+    join_all((0..HERD).map(|_| async {
+        let r = b
+            .inner012
+            .get(&b.api)
+            .header("authorization", valid)
+            .send()
+            .await
+            .expect("api");
+        r.bytes().await.expect("body");
+    }))
+    .await;
+    start.elapsed()
+}
+
+/// One POST to `/token`, bare reqwest.
+async fn refresh_round_trip(b: &Bench) -> Duration {
+    let start = Instant::now();
+    let r = b
+        .token_client
+        .post(&b.token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=refresh_token&refresh_token=refresh&client_id=bench")
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(r.status(), 200);
+    r.bytes().await.expect("token body");
+    start.elapsed()
+}
+
+/// The same through TokenManager::refresh (its own overhead: task spawn,
+/// lock, parse, store, publish).
+async fn manager_refresh(b: &Bench) -> Duration {
+    let manager = manager_for(
+        &b.auth_server,
+        seed(&b.server, Scenario::Revoked),
+        &b.token_client,
+    );
+    manager.access_token().await.expect("load");
+    let start = Instant::now();
+    manager.refresh().await.expect("refresh");
+    start.elapsed()
+}
+
+/// The herds: a row per client, a table per scenario.
+fn run_herds(b: &Bench) -> Vec<Table> {
     let mut tables = Vec::new();
     for scenario in [Scenario::Revoked, Scenario::Expired] {
-        let mut rows = Vec::new();
-
-        let mut row = Row::new("reqwest-oauth2-refresh");
-        for i in 0..=rounds {
-            rt.block_on(async {
-                let manager = manager_for(&auth_server, seed(&server, scenario), &token_client);
-                // Loaded, as in an application that has been running: the
-                // first call reads the store, under the refresh lock.
-                manager.tokens().await.expect("load");
-                let auth = OAuth2Middleware::builder(manager)
-                    .allow_origin(&server.origin())
-                    .build()
-                    .expect("middleware");
-                let client = reqwest_middleware::ClientBuilder::new(inner.clone())
-                    .with(auth)
-                    .with(Probe(server.state.clone()))
-                    .build();
-                round(&server, &mut row, i > 0, Variant::Ours(client)).await;
-            });
-        }
-        rows.push(row);
-
-        let mut row = Row::new("naive Mutex<String> middleware");
-        for i in 0..=rounds {
-            rt.block_on(async {
-                let token = server.state.valid_token();
-                let client = reqwest_middleware::ClientBuilder::new(inner.clone())
-                    .with(common::Naive::new(
-                        &token,
-                        &auth_server,
-                        token_client.clone(),
-                    ))
-                    .with(Probe(server.state.clone()))
-                    .build();
-                round(&server, &mut row, i > 0, Variant::Naive(client)).await;
-            });
-        }
-        rows.push(row);
-
+        let mut rows = vec![
+            herd_row(b, "reqwest-oauth2-refresh", || ours_client(b, scenario)),
+            herd_row(b, "naive Mutex<String> middleware", || naive_client(b)),
+        ];
         if scenario == Scenario::Revoked {
-            let mut row = Row::new("aliri_reqwest 0.5 + aliri_tokens 0.3");
-            for i in 0..=rounds {
-                rt.block_on(async {
-                    // The watcher fetches its token now, before the revocation.
-                    let client = peers::aliri(&auth_server, inner012.clone()).await;
-                    round(&server, &mut row, i > 0, Variant::Aliri(client)).await;
-                });
-            }
-            rows.push(row);
+            rows.push(herd_row(b, "aliri_reqwest 0.5 + aliri_tokens 0.3", || {
+                aliri_client(b)
+            }));
         }
-
-        let mut row = Row::new("reqwest-auth 1.0 (cached token source)");
-        for i in 0..=rounds {
-            rt.block_on(async {
-                let token = server.state.valid_token();
-                let mut source = peers::CachedSource::new(&token, &auth_server, peers::bare());
-                if scenario == Scenario::Expired {
-                    source.expire();
-                }
-                let client = peers::reqwest_auth(source, inner012.clone());
-                round(&server, &mut row, i > 0, Variant::ReqwestAuth(client)).await;
-            });
-        }
-        rows.push(row);
+        rows.push(herd_row(
+            b,
+            "reqwest-auth 1.0 (cached token source)",
+            || reqwest_auth_client(b, scenario),
+        ));
         tables.push((scenario, rows));
     }
+    tables
+}
 
-    // --- Report. ---
+/// One row: a warm-up round, then `rounds` recorded ones, each with a
+/// client made afresh by `client`.
+fn herd_row<F, Fut>(b: &Bench, name: &str, client: F) -> Row
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Variant>,
+{
+    let mut row = Row::new(name);
+    for i in 0..=b.rounds {
+        b.rt.block_on(async {
+            let client = client().await;
+            round(&b.server, &mut row, i > 0, client).await;
+        });
+    }
+    row
+}
+
+async fn ours_client(b: &Bench, scenario: Scenario) -> Variant {
+    let manager = manager_for(&b.auth_server, seed(&b.server, scenario), &b.token_client);
+    // Loaded, as in an application that has been running: the
+    // first call reads the store, under the refresh lock.
+    manager.tokens().await.expect("load");
+    let auth = OAuth2Middleware::builder(manager)
+        .allow_origin(&b.server.origin())
+        .build()
+        .expect("middleware");
+    let client = reqwest_middleware::ClientBuilder::new(b.inner.clone())
+        .with(auth)
+        .with(Probe(b.server.state.clone()))
+        .build();
+    Variant::Ours(client)
+}
+
+async fn naive_client(b: &Bench) -> Variant {
+    let token = b.server.state.valid_token();
+    let client = reqwest_middleware::ClientBuilder::new(b.inner.clone())
+        .with(common::Naive::new(
+            &token,
+            &b.auth_server,
+            b.token_client.clone(),
+        ))
+        .with(Probe(b.server.state.clone()))
+        .build();
+    Variant::Naive(client)
+}
+
+async fn aliri_client(b: &Bench) -> Variant {
+    // The watcher fetches its token now, before the revocation.
+    Variant::Aliri(peers::aliri(&b.auth_server, b.inner012.clone()).await)
+}
+
+async fn reqwest_auth_client(b: &Bench, scenario: Scenario) -> Variant {
+    let token = b.server.state.valid_token();
+    let mut source = peers::CachedSource::new(&token, &b.auth_server, peers::bare());
+    if scenario == Scenario::Expired {
+        source.expire();
+    }
+    Variant::ReqwestAuth(peers::reqwest_auth(source, b.inner012.clone()))
+}
+
+/// The report's heading and the parts of the target.
+fn print_parts(b: &Bench, parts: &Parts) {
+    let (rounds, workers) = (b.rounds, b.workers);
     println!();
     println!(
         "herd: {HERD} concurrent GETs, token endpoint latency {} ms, {rounds} rounds per row (+1 warm-up), medians; client runtime: {}",
@@ -363,74 +481,77 @@ fn main() {
     println!("|---|---|");
     println!(
         "| one API round trip (1 request, bare reqwest 0.13) | {} |",
-        fmt_duration(api_single)
+        fmt_duration(parts.api_single)
     );
     println!(
         "| one API wave ({HERD} concurrent, bare reqwest 0.13) | {} |",
-        fmt_duration(api_wave)
+        fmt_duration(parts.api_wave)
     );
     println!(
         "| one API wave ({HERD} concurrent, bare reqwest 0.12) | {} |",
-        fmt_duration(api_wave012)
+        fmt_duration(parts.api_wave012)
     );
     println!(
         "| one refresh round trip (POST /token, bare reqwest) | {} |",
-        fmt_duration(refresh_rtt)
+        fmt_duration(parts.refresh_rtt)
     );
     println!(
         "| `TokenManager::refresh()` alone | {} |",
-        fmt_duration(manager_refresh)
+        fmt_duration(parts.manager_refresh)
     );
     println!(
         "| target: (refresh + 2 API waves) × 1.10 | {} (reqwest 0.13), {} (0.12) |",
-        fmt_duration(target),
-        fmt_duration(target012)
+        fmt_duration(parts.target),
+        fmt_duration(parts.target012)
     );
-    for (scenario, rows) in &mut tables {
-        println!();
-        println!(
-            "{} token: {HERD} concurrent requests (times are medians, from the herd's start)",
-            match scenario {
-                Scenario::Revoked => "revoked",
-                Scenario::Expired => "expired",
-            }
-        );
-        println!();
-        println!(
-            "| client | token-endpoint calls | 200 / 401 | first 401 seen at | first token call at | wall | wall / target |"
-        );
-        println!("|---|---|---|---|---|---|---|");
-        for row in rows.iter_mut() {
-            let wall = median(&mut row.walls);
-            let t = if row.name.contains("reqwest-auth") || row.name.contains("aliri") {
-                target012
-            } else {
-                target
-            };
-            let at = |samples: &mut Vec<Duration>| {
-                if samples.is_empty() {
-                    "-".to_owned()
-                } else {
-                    fmt_duration(median(samples))
-                }
-            };
-            println!(
-                "| {} | {} | {} / {} | {} | {} | {} | {:.2} |",
-                row.name,
-                Row::range(&row.token_calls),
-                Row::range(&row.ok),
-                Row::range(&row.unauthorized),
-                at(&mut row.first_401),
-                at(&mut row.refresh_at),
-                fmt_duration(wall),
-                wall.as_secs_f64() / t.as_secs_f64()
-            );
-        }
-    }
+}
+
+/// One scenario's table (the medians sort the rows' samples).
+fn print_table(scenario: Scenario, rows: &mut [Row], parts: &Parts) {
     println!();
-    println!("herd bench took {:.1} s", started.elapsed().as_secs_f64());
-    // The rounds of this crate must each have called the token endpoint once.
-    for (_, rows) in &tables {
+    println!(
+        "{} token: {HERD} concurrent requests (times are medians, from the herd's start)",
+        match scenario {
+            Scenario::Revoked => "revoked",
+            Scenario::Expired => "expired",
+        }
+    );
+    println!();
+    println!(
+        "| client | token-endpoint calls | 200 / 401 | first 401 seen at | first token call at | wall | wall / target |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for row in rows.iter_mut() {
+        let wall = median(&mut row.walls);
+        let t = if row.name.contains("reqwest-auth") || row.name.contains("aliri") {
+            parts.target012
+        } else {
+            parts.target
+        };
+        let at = |samples: &mut Vec<Duration>| {
+            if samples.is_empty() {
+                "-".to_owned()
+            } else {
+                fmt_duration(median(samples))
+            }
+        };
+        println!(
+            "| {} | {} | {} / {} | {} | {} | {} | {:.2} |",
+            row.name,
+            Row::range(&row.token_calls),
+            Row::range(&row.ok),
+            Row::range(&row.unauthorized),
+            at(&mut row.first_401),
+            at(&mut row.refresh_at),
+            fmt_duration(wall),
+            wall.as_secs_f64() / t.as_secs_f64()
+        );
+    }
+}
+
+/// The rounds of this crate must each have called the token endpoint once.
+fn check_ours(tables: &[Table]) {
+    for (_, rows) in tables {
         let ours = &rows[0];
         assert!(
             ours.token_calls.iter().all(|&c| c == 1),
