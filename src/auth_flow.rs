@@ -13,9 +13,15 @@ use crate::manager::{Applied, Lease, TokenManager};
 use crate::origin::Origin;
 
 /// The origins a token may go to, compared exactly (scheme, host, port).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct OriginPolicy {
     origins: Vec<Origin>,
+}
+
+impl std::fmt::Debug for OriginPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.origins).finish()
+    }
 }
 
 impl OriginPolicy {

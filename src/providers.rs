@@ -127,29 +127,52 @@ pub fn keycloak(base_url: &str, realm: &str) -> TokenManagerBuilder {
 mod tests {
     use super::*;
 
-    fn urls(builder: TokenManagerBuilder) -> String {
-        let manager = builder.client_id("id").client_secret("s").build().unwrap();
-        format!("{manager:?}")
+    fn built(builder: TokenManagerBuilder) -> TokenManager {
+        builder.client_id("id").client_secret("s").build().unwrap()
     }
 
     #[test]
     fn presets_build_the_documented_endpoints() {
-        assert!(urls(google()).contains("https://oauth2.googleapis.com/token"));
-        assert!(urls(auth0("t.eu.auth0.com/")).contains("https://t.eu.auth0.com/oauth/token"));
-        assert!(urls(entra("contoso.onmicrosoft.com")).contains(
-            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
-        ));
-        assert!(
-            urls(cognito("https://auth.example.com"))
-                .contains("https://auth.example.com/oauth2/token")
+        for (builder, url) in [
+            (google(), "https://oauth2.googleapis.com/token"),
+            (
+                auth0("t.eu.auth0.com/"),
+                "https://t.eu.auth0.com/oauth/token",
+            ),
+            (
+                entra("contoso.onmicrosoft.com"),
+                "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+            ),
+            (
+                cognito("https://auth.example.com"),
+                "https://auth.example.com/oauth2/token",
+            ),
+            (
+                okta("o.okta.com", "default"),
+                "https://o.okta.com/oauth2/default/v1/token",
+            ),
+            (
+                keycloak("https://sso.example.com", "demo"),
+                "https://sso.example.com/realms/demo/protocol/openid-connect/token",
+            ),
+        ] {
+            assert_eq!(built(builder).token_url().as_str(), url);
+        }
+    }
+
+    #[test]
+    fn presets_pick_the_documented_client_authentication() {
+        assert_eq!(built(google()).client_auth(), ClientAuth::SecretPost);
+        assert_eq!(
+            built(auth0("t.auth0.com")).client_auth(),
+            ClientAuth::SecretPost
         );
-        assert!(
-            urls(okta("o.okta.com", "default"))
-                .contains("https://o.okta.com/oauth2/default/v1/token")
+        assert_eq!(built(entra("common")).client_auth(), ClientAuth::SecretPost);
+        assert_eq!(
+            built(cognito("c.example.com")).client_auth(),
+            ClientAuth::SecretBasic
         );
-        assert!(
-            urls(keycloak("https://sso.example.com", "demo"))
-                .contains("https://sso.example.com/realms/demo/protocol/openid-connect/token")
-        );
+        let public = google().client_id("id").build().unwrap();
+        assert_eq!(public.client_auth(), ClientAuth::None);
     }
 }

@@ -3,6 +3,17 @@
 use super::*;
 use crate::ClientAuth;
 
+/// What other modules' tests check of a built manager.
+impl TokenManager {
+    pub(crate) fn token_url(&self) -> &Url {
+        self.inner.endpoint.url()
+    }
+
+    pub(crate) fn client_auth(&self) -> ClientAuth {
+        self.inner.endpoint.client_auth()
+    }
+}
+
 #[test]
 fn builder_rejects_insecure_or_incomplete_configuration() {
     let err = TokenManager::builder("http://auth.example.com/token")
