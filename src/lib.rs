@@ -48,6 +48,35 @@
 //! TLS: this crate depends on `reqwest` without default features, so your own
 //! `reqwest` dependency decides the TLS stack (the default `reqwest` features
 //! include one).
+//!
+//! # How it is built
+//!
+//! One request, through the parts (each a module of its own):
+//!
+//! 1. **`auth_flow`**, transport-agnostic: does this request get the token
+//!    (allowed origin, no `Authorization` of its own, no [`SkipOAuth2`])?
+//!    The reqwest middleware is glue over it.
+//! 2. **`manager`**: the lease of the published token, read with one atomic
+//!    load (`manager/current.rs`); a stale one goes through the single flight
+//!    (`manager/flight.rs`): one caller leads, holding a guard that ends in
+//!    exactly one publish or failure, and every other caller follows its
+//!    outcome. The leader spends the refresh token, or adopts the set a peer
+//!    sharing the store refreshed (`manager/refresh.rs`), saving it through a
+//!    store session that knows whether the store's lock is held
+//!    (`manager/persist.rs`), before anyone uses it.
+//! 3. **`endpoint`**: the token endpoint client builds every attempt afresh,
+//!    authenticates it in one place (`endpoint/client_auth.rs`) and reads the
+//!    answer with pure functions (`endpoint/response.rs`).
+//! 4. Back in `auth_flow`: a 401 that a new token may fix (its
+//!    `WWW-Authenticate` says so) refreshes once for every caller that saw the
+//!    same token, and the request is replayed once.
+//!
+//! What always holds: N callers that see the same rejected or expired token
+//! cause one call to the token endpoint; a rotated refresh token is stored
+//! before any request uses the new access token; a request is replayed at
+//! most once; the token goes only to allowed origins; a valid token costs no
+//! lock and no allocation of ours; no input panics, and every wait is
+//! bounded.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
