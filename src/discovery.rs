@@ -51,7 +51,8 @@ impl ServerMetadata {
     /// issuer in the document must be identical to `issuer`, and the issuer
     /// must be https (http only for loopback). Redirects are not followed.
     pub async fn fetch(http: &reqwest::Client, issuer: &str) -> Result<Self, Error> {
-        let url = parse_secure_url(&format!("issuer `{issuer}`"), issuer)?;
+        let shown = crate::origin::redacted_url(issuer);
+        let url = parse_secure_url(&format!("issuer `{shown}`"), issuer)?;
         if url.query().is_some() || url.fragment().is_some() {
             return Err(Error::Config(format!(
                 "the issuer `{issuer}` must have no query or fragment"

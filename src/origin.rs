@@ -19,10 +19,10 @@ impl Origin {
     pub(crate) fn parse(origin: &str) -> Result<Self, Error> {
         let url = Url::parse(origin)
             .map_err(|e| Error::Config(format!("`{origin}` is not an origin: {e}")))?;
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::Config(format!(
-                "`{origin}` has credentials; an origin is scheme://host[:port]"
-            )));
+        if has_credentials(&url) {
+            return Err(Error::Config(
+                "an allowed origin has credentials; an origin is scheme://host[:port]".into(),
+            ));
         }
         if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
             return Err(Error::Config(format!(
@@ -52,16 +52,38 @@ impl Origin {
 }
 
 /// A configured endpoint URL (`what` names it in the error): a URL, https
-/// (http only for loopback).
+/// (http only for loopback), without credentials (they would travel in
+/// every request and show wherever the URL is logged).
 pub(crate) fn parse_secure_url(what: &str, url: &str) -> Result<Url, Error> {
     let url =
         Url::parse(url).map_err(|e| Error::Config(format!("the {what} is not a URL: {e}")))?;
+    if has_credentials(&url) {
+        return Err(Error::Config(format!(
+            "the {what} has credentials in it; give the client secret with client_secret"
+        )));
+    }
     if !is_secure_url(&url) {
         return Err(Error::Config(format!(
             "the {what} must use https (http only for loopback)"
         )));
     }
     Ok(url)
+}
+
+fn has_credentials(url: &Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// `url` as it may be shown: without its password, if it has one.
+pub(crate) fn redacted_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if has_credentials(&parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            format!("{parsed} (credentials removed)")
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// https anywhere, or http to a loopback address (development).
@@ -73,13 +95,12 @@ pub(crate) fn is_secure_url(url: &Url) -> bool {
     }
 }
 
+/// An IP loopback literal, or exactly the name `localhost`. Not
+/// `*.localhost` nor `localhost.`: those names go to the DNS resolver, and
+/// whoever answers it would decide where a cleartext token goes.
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(domain)) => {
-            let domain = domain.trim_end_matches('.');
-            domain.eq_ignore_ascii_case("localhost")
-                || domain.to_ascii_lowercase().ends_with(".localhost")
-        }
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,
@@ -117,6 +138,44 @@ mod tests {
         assert!(Origin::parse("http://[::1]:8080").is_ok());
         assert!(Origin::parse("http://localhost:3000/").is_ok());
         assert!(Origin::parse("http://10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn plain_http_only_for_ip_loopback_and_the_exact_name_localhost() {
+        for trusted in [
+            "http://localhost:1",
+            "http://LOCALHOST/",
+            "http://127.9.9.9/",
+            "http://[::1]/",
+        ] {
+            assert!(is_secure_url(&url(trusted)), "{trusted}");
+        }
+        for resolved in [
+            "http://api.localhost/",
+            "http://a.b.localhost/",
+            "http://localhost./",
+            "http://localhost.example.com/",
+            "http://0x7f.example/",
+        ] {
+            assert!(!is_secure_url(&url(resolved)), "{resolved}");
+            assert!(Origin::parse(resolved).is_err(), "{resolved}");
+            assert!(
+                parse_secure_url("token URL", resolved).is_err(),
+                "{resolved}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_are_refused_in_every_configured_url() {
+        let err =
+            parse_secure_url("token URL", "https://user:hunter2@as.example/token").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(parse_secure_url("token URL", "https://user@as.example/token").is_err());
+        let err = Origin::parse("https://user:hunter2@api.example.com").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let shown = redacted_url("https://user:hunter2@as.example/token");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

@@ -361,7 +361,7 @@ fn check_timeouts(retry: &RetryPolicy, store_timeout: Duration) -> Result<(), Er
 impl fmt::Debug for TokenManagerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenManagerBuilder")
-            .field("token_url", &self.token_url)
+            .field("token_url", &crate::origin::redacted_url(&self.token_url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("client_auth", &self.client_auth)

@@ -58,6 +58,21 @@ fn every_duration_up_to_the_maximum_builds() {
 }
 
 #[test]
+fn a_token_url_with_credentials_is_refused_and_never_printed() {
+    let builder = TokenManager::builder("https://client:hunter2@as.example/token");
+    let printed = format!("{builder:?}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+    let err = builder.build().unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    let err = TokenManager::builder("https://as.example/token")
+        .revocation_url("https://client:hunter2@as.example/revoke")
+        .build()
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
 fn debug_shows_no_secret() {
     let builder = TokenManager::builder("https://auth.example.com/token")
         .client_id("id")
