@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod auth_server;
+pub mod service;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
