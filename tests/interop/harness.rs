@@ -1,8 +1,9 @@
 //! Everything around the scenarios: whether the server can run here,
-//! starting `node server.mjs`, running child processes within a limit, and
-//! running one scenario as a trial.
+//! installing its pinned packages, starting `node server.mjs`, running
+//! child processes within a limit, and running one scenario as a trial.
 
 use std::fmt::Display;
+use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::panic::AssertUnwindSafe;
@@ -11,7 +12,7 @@ use std::pin::Pin;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt as _;
 use serde_json::Value;
@@ -23,6 +24,9 @@ use crate::fixture::Interop;
 pub const TEST_LIMIT: Duration = Duration::from_secs(120);
 pub const SERVER_START_LIMIT: Duration = Duration::from_secs(30);
 pub const DRIVER_LIMIT: Duration = Duration::from_secs(45);
+/// `npm ci` (a few seconds with a warm cache), and the wait for another
+/// test process's `npm ci` to end.
+pub const INSTALL_LIMIT: Duration = Duration::from_secs(300);
 
 /// One scenario: an async test given its own server.
 pub type Scenario = fn(Interop) -> Pin<Box<dyn Future<Output = ()>>>;
@@ -39,19 +43,26 @@ pub fn issuer_from_env() -> Option<String> {
         .map(|issuer| issuer.trim_end_matches('/').to_owned())
 }
 
-/// Why the scenarios cannot run here, if they cannot.
-pub fn missing() -> Option<String> {
+/// Why the scenarios cannot run here, if they cannot. `install`: some
+/// scenario is going to run, so install the server's packages if needed
+/// (`npm ci`, once, under a lock shared with other test processes).
+pub fn missing(install: bool) -> Option<String> {
     // The token driver (get-tokens.mjs) runs on node, whatever the server.
     if let Err(reason) = usable("node") {
         return Some(reason);
     }
-    if issuer_from_env().is_some() || interop_dir().join("node_modules").is_dir() {
+    if issuer_from_env().is_some() || node_modules_fresh() {
         return None;
     }
-    Some(
-        "tests/interop/node_modules is missing: run `npm ci` in tests/interop, or set OIDC_ISSUER"
-            .to_owned(),
-    )
+    if let Err(reason) = usable("npm") {
+        return Some(format!(
+            "tests/interop/node_modules is missing or older than package-lock.json, and {reason}"
+        ));
+    }
+    if !install {
+        return None;
+    }
+    install_node_modules().err()
 }
 
 /// `program --version` works.
@@ -66,6 +77,67 @@ fn usable(program: &str) -> Result<(), String> {
         Err(e) if e.kind() == ErrorKind::NotFound => Err(format!("{program} not found on PATH")),
         Err(e) => Err(format!("cannot run {program}: {e}")),
     }
+}
+
+/// `node_modules` was installed (npm writes `node_modules/.package-lock.json`
+/// last) from the `package-lock.json` that is there now, or a later one.
+fn node_modules_fresh() -> bool {
+    let modified = |path: PathBuf| -> Option<SystemTime> { path.metadata().ok()?.modified().ok() };
+    let dir = interop_dir();
+    match (
+        modified(dir.join("node_modules/.package-lock.json")),
+        modified(dir.join("package-lock.json")),
+    ) {
+        (Some(installed), Some(locked)) => installed >= locked,
+        _ => false,
+    }
+}
+
+/// `npm ci --no-audit --no-fund` in tests/interop, unless another test
+/// process did it while this one waited for the lock.
+fn install_node_modules() -> Result<(), String> {
+    with_file_lock(&interop_dir().join(".npm-ci.lock"), INSTALL_LIMIT, || {
+        if node_modules_fresh() {
+            return Ok(());
+        }
+        eprintln!("interop: installing the pinned oidc-provider (npm ci in tests/interop)");
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(interop_dir());
+        run_bounded(npm, INSTALL_LIMIT)
+            .map(drop)
+            .map_err(|e| format!("`npm ci` in tests/interop failed: {e}"))
+    })
+}
+
+/// Runs `f` holding an exclusive lock on the file `path`, waiting for it
+/// at most `limit`. The lock is the OS's (`flock`): it goes with the file
+/// handle, also when a test process dies holding it.
+fn with_file_lock<T>(
+    path: &Path,
+    limit: Duration,
+    f: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // `File::lock` blocks without a limit: wait for it on a thread. If we
+    // stop waiting, the thread's send fails and it drops (unlocks) the file.
+    let (locked_tx, locked_rx) = mpsc::channel::<std::io::Result<File>>();
+    std::thread::spawn(move || {
+        let _ = locked_tx.send(file.lock().map(|()| file));
+    });
+    let locked = match locked_rx.recv_timeout(limit) {
+        Ok(Ok(file)) => file,
+        Ok(Err(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+        Err(_) => return Err(format!("{} stayed locked for {limit:?}", path.display())),
+    };
+    let result = f();
+    drop(locked);
+    result
 }
 
 /// A `node server.mjs` child: killed on drop (and it exits by itself when
