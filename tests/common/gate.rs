@@ -74,6 +74,8 @@ impl Answer {
 
 struct Shared {
     answers: Vec<Answer>,
+    /// A clone of the test's: while the endpoint lives the gate cannot
+    /// close, so a gate the test drops unopened stays shut.
     gate: Gate,
     /// The body of each call, in order.
     bodies: Mutex<Vec<Bytes>>,
@@ -121,7 +123,9 @@ impl GatedTokenEndpoint {
         let mut calls = self.shared.calls.subscribe();
         tokio::time::timeout(ARRIVAL_LIMIT, calls.wait_for(|c| *c >= n))
             .await
-            .unwrap_or_else(|_| panic!("{n} token endpoint calls did not arrive within 10 s"))
+            .unwrap_or_else(|_| {
+                panic!("{n} token endpoint calls did not arrive in {ARRIVAL_LIMIT:?}")
+            })
             .expect("the endpoint lives");
     }
 
