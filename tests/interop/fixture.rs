@@ -15,6 +15,7 @@ use reqwest_middleware::ClientWithMiddleware;
 use reqwest_oauth2_refresh::{
     ClientAuth, Error, OAuth2Middleware, TokenManager, TokenManagerBuilder, TokenSet,
 };
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::common::our_error;
@@ -171,20 +172,23 @@ impl Interop {
 
     /// The requests that carried `TAG_HEADER: tag`, in order.
     pub async fn requests(&self, tag: &str) -> Vec<Logged> {
+        self.test_route("requests", ("tag", tag)).await
+    }
+
+    /// `GET ISSUER/test/ROUTE?NAME=VALUE`, a test-only route of
+    /// `server.mjs`, read as JSON.
+    async fn test_route<T: DeserializeOwned>(&self, route: &str, query: (&str, &str)) -> T {
+        let url = format!("{}/test/{route}?{}", self.issuer, form(&[query]));
         let body = self
             .http
-            .get(format!(
-                "{}/test/requests?{}",
-                self.issuer,
-                form(&[("tag", tag)])
-            ))
+            .get(url)
             .send()
             .await
-            .expect("the request log answers")
+            .unwrap_or_else(|e| panic!("/test/{route} answers: {e}"))
             .text()
             .await
-            .expect("request log body");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("request log ({e}): {body}"))
+            .unwrap_or_else(|e| panic!("/test/{route} body: {e}"));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/test/{route} ({e}): {body}"))
     }
 
     /// The first token pair, through the real authorization code + PKCE flow
@@ -322,21 +326,9 @@ impl Interop {
             .status()
     }
 
+    /// What the server counted for an account (a login) or a tag.
     pub async fn stats(&self, login: &str) -> Stats {
-        let body = self
-            .http
-            .get(format!(
-                "{}/test/stats?{}",
-                self.issuer,
-                form(&[("account", login)])
-            ))
-            .send()
-            .await
-            .expect("stats answer")
-            .text()
-            .await
-            .expect("stats body");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("stats ({e}): {body}"))
+        self.test_route("stats", ("account", login)).await
     }
 
     /// Deletes one access token at the server, as if it had expired: the
