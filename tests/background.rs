@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestClock, builder, client, token_body};
+use common::gate::{Answer, Gate, GatedTokenEndpoint};
+use common::{TestClock, builder_at, client, token_body};
 use futures_util::future::join_all;
 use reqwest_oauth2_refresh::TokenSet;
 use wiremock::matchers::{header, path};
@@ -17,23 +18,18 @@ struct Setup {
     manager: reqwest_oauth2_refresh::TokenManager,
     client: reqwest_middleware::ClientWithMiddleware,
     url: String,
-    _servers: (MockServer, MockServer),
+    /// Opens the token endpoint's answer, when it is held.
+    gate: Gate,
+    token: GatedTokenEndpoint,
+    _api: MockServer,
 }
 
-/// A token endpoint that answers after `delay`, and an API that takes both
-/// the old and the new token.
-async fn setup(delay: Duration) -> Setup {
-    let auth = MockServer::start().await;
+/// A token endpoint that gives `answer` to one call, and an API that takes
+/// both the old and the new token.
+async fn setup(answer: Answer) -> Setup {
+    let gate = Gate::new();
+    let token = GatedTokenEndpoint::start(&gate, vec![answer]).await;
     let api = MockServer::start().await;
-    Mock::given(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(token_body("new-access", None, Some(3600)))
-                .set_delay(delay),
-        )
-        .expect(1)
-        .mount(&auth)
-        .await;
     for token in ["old-access", "new-access"] {
         Mock::given(path("/data"))
             .and(header("authorization", format!("Bearer {token}").as_str()))
@@ -42,7 +38,7 @@ async fn setup(delay: Duration) -> Setup {
             .await;
     }
     let clock = TestClock::new();
-    let manager = builder(&auth)
+    let manager = builder_at(&token.url())
         .clock(clock.clone())
         .background_refresh(true)
         .tokens(
@@ -58,25 +54,35 @@ async fn setup(delay: Duration) -> Setup {
         manager,
         client,
         url: format!("{}/data", api.uri()),
-        _servers: (auth, api),
+        gate,
+        token,
+        _api: api,
     }
+}
+
+fn new_tokens() -> Answer {
+    Answer::ok(token_body("new-access", None, Some(3600)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_token_is_used_while_one_task_refreshes() {
-    // The token endpoint takes 2 s; requests must not wait for it.
-    let s = setup(Duration::from_secs(2)).await;
+    // The token endpoint holds its answer until every request has
+    // returned: had any request waited for the refresh, none would.
+    let s = setup(new_tokens().held()).await;
     s.clock.advance(Duration::from_secs(3590)); // inside the leeway, still valid
 
     let responses = join_all((0..100).map(|_| s.client.get(&s.url).send())).await;
     for response in responses {
         assert_eq!(response.unwrap().status(), 200);
     }
-    // All 100 went out with the old token: the refresh is still under way.
+    // The refresh is under way (its call is at the token endpoint), and
+    // all 100 went out with the old token.
+    s.token.arrived(1).await;
     assert_eq!(
         s.manager.current_tokens().unwrap().access_token().secret(),
         "old-access"
     );
+    s.gate.open();
     common::until_published(&s.manager, "new-access").await;
     assert_eq!(
         s.manager.access_token().await.unwrap().secret(),
@@ -86,7 +92,7 @@ async fn stale_token_is_used_while_one_task_refreshes() {
 
 #[tokio::test]
 async fn an_expired_token_is_still_refreshed_before_the_request() {
-    let s = setup(Duration::ZERO).await;
+    let s = setup(new_tokens()).await;
     s.clock.advance(Duration::from_secs(3601));
     assert_eq!(s.client.get(&s.url).send().await.unwrap().status(), 200);
     assert_eq!(

@@ -8,14 +8,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{TestClock, builder, client, our_error, token_body, token_endpoint_issues};
+use common::gate::{Answer, Gate, GatedTokenEndpoint};
+use common::{
+    TestClock, builder, builder_at, client, our_error, token_body, token_endpoint_issues,
+};
 use futures_util::future::join_all;
 use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 use reqwest_oauth2_refresh::{Error, OAuth2Middleware, TokenSet};
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
-use wiremock::matchers::{body_string_contains, header, path};
+use wiremock::matchers::{header, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const HERD: usize = 1000;
@@ -25,18 +28,24 @@ fn old_tokens() -> TokenSet {
 }
 
 async fn api_accepting_only_new_token(api: &MockServer) {
+    api_accepting_new_token(api).await;
+    Mock::given(path("/data"))
+        .respond_with(invalid_token())
+        .mount(api)
+        .await;
+}
+
+async fn api_accepting_new_token(api: &MockServer) {
     Mock::given(path("/data"))
         .and(header("authorization", "Bearer new-access"))
         .respond_with(ResponseTemplate::new(200))
         .mount(api)
         .await;
-    Mock::given(path("/data"))
-        .respond_with(
-            ResponseTemplate::new(401)
-                .insert_header("www-authenticate", r#"Bearer error="invalid_token""#),
-        )
-        .mount(api)
-        .await;
+}
+
+/// A 401 whose challenge says a new token may fix it.
+fn invalid_token() -> ResponseTemplate {
+    ResponseTemplate::new(401).insert_header("www-authenticate", r#"Bearer error="invalid_token""#)
 }
 
 async fn send_herd(
@@ -57,21 +66,51 @@ async fn send_herd(
         .collect()
 }
 
+/// The API for a herd: 401 to the old token, and once it has said so to
+/// all `HERD` requests it opens `gate`, which holds the token endpoint's
+/// answer. So every caller has met the old token's 401 before the refresh
+/// can end, and each replays once with the new token.
+async fn api_rejecting_the_herd(api: &MockServer, gate: &Gate) {
+    api_accepting_new_token(api).await;
+    Mock::given(path("/data"))
+        .and(header("authorization", "Bearer old-access"))
+        .respond_with(RejectsTheHerd {
+            rejected: AtomicUsize::new(0),
+            gate: gate.clone(),
+        })
+        .expect(HERD as u64)
+        .mount(api)
+        .await;
+}
+
+struct RejectsTheHerd {
+    rejected: AtomicUsize,
+    gate: Gate,
+}
+
+impl Respond for RejectsTheHerd {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        if self.rejected.fetch_add(1, Ordering::SeqCst) + 1 == HERD {
+            self.gate.open();
+        }
+        invalid_token()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_401s_cause_one_refresh() {
-    let auth = MockServer::start().await;
+    let gate = Gate::new();
+    let token = GatedTokenEndpoint::start(
+        &gate,
+        vec![Answer::ok(token_body("new-access", Some("r2"), Some(3600))).held()],
+    )
+    .await;
     let api = MockServer::start().await;
-    Mock::given(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(token_body("new-access", Some("r2"), Some(3600)))
-                .set_delay(Duration::from_millis(50)),
-        )
-        .expect(1)
-        .mount(&auth)
-        .await;
-    api_accepting_only_new_token(&api).await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    api_rejecting_the_herd(&api, &gate).await;
+    let manager = builder_at(&token.url())
+        .tokens(old_tokens())
+        .build()
+        .unwrap();
     let client = client(&manager, &api);
 
     let responses = send_herd(&client, &format!("{}/data", api.uri())).await;
@@ -118,21 +157,17 @@ async fn concurrent_callers_of_an_expired_token_refresh_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_share_one_failure() {
     for (answer, transient) in [
-        (ResponseTemplate::new(500), true),
+        (Answer::status(500, None), true),
         (
-            ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})),
+            Answer::status(400, Some(json!({"error": "invalid_grant"}))),
             false,
         ),
     ] {
-        let auth = MockServer::start().await;
+        let gate = Gate::new();
+        let token = GatedTokenEndpoint::start(&gate, vec![answer.held()]).await;
         let api = MockServer::start().await;
-        Mock::given(path("/token"))
-            .respond_with(answer.set_delay(Duration::from_millis(50)))
-            .expect(1)
-            .mount(&auth)
-            .await;
-        api_accepting_only_new_token(&api).await;
-        let manager = builder(&auth)
+        api_rejecting_the_herd(&api, &gate).await;
+        let manager = builder_at(&token.url())
             .max_retries(0)
             .tokens(old_tokens())
             .build()
@@ -148,13 +183,13 @@ async fn concurrent_callers_share_one_failure() {
 
 /// Holds responses to requests marked `x-gate` until the test releases them,
 /// and says when one arrived: a way to order a 401 after a refresh.
-struct Gate {
+struct HoldMarked401 {
     arrived: mpsc::UnboundedSender<()>,
     release: Arc<Notify>,
 }
 
 #[async_trait]
-impl Middleware for Gate {
+impl Middleware for HoldMarked401 {
     async fn handle(
         &self,
         req: reqwest::Request,
@@ -187,7 +222,7 @@ async fn late_401_for_a_replaced_token_is_replayed_without_refreshing() {
                 .build()
                 .unwrap(),
         )
-        .with(Gate {
+        .with(HoldMarked401 {
             arrived: arrived_tx,
             release: release.clone(),
         })
@@ -222,45 +257,20 @@ async fn forced_refreshes_at_the_same_time_share_one_call() {
     }
 }
 
-/// Answers the token request only after telling the test it arrived.
-struct SignalThenAnswer {
-    arrived: Arc<Notify>,
-}
-
-impl Respond for SignalThenAnswer {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        self.arrived.notify_one();
-        ResponseTemplate::new(200)
-            .set_body_json(token_body("new-access", Some("r2"), Some(3600)))
-            .set_delay(Duration::from_millis(100))
-    }
-}
-
 #[tokio::test]
 async fn caller_that_gives_up_does_not_lose_the_rotated_token() {
-    let auth = MockServer::start().await;
-    let arrived = Arc::new(Notify::new());
-    Mock::given(path("/token"))
-        .and(body_string_contains("refresh_token=r1"))
-        .respond_with(SignalThenAnswer {
-            arrived: arrived.clone(),
-        })
-        .expect(1)
-        .mount(&auth)
-        .await;
-    Mock::given(path("/token"))
-        .and(body_string_contains("refresh_token=r2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
-            "third-access",
-            Some("r3"),
-            None,
-        )))
-        .expect(1)
-        .mount(&auth)
-        .await;
+    let gate = Gate::new();
+    let token = GatedTokenEndpoint::start(
+        &gate,
+        vec![
+            Answer::ok(token_body("new-access", Some("r2"), Some(3600))).held(),
+            Answer::ok(token_body("third-access", Some("r3"), None)),
+        ],
+    )
+    .await;
     let saved = Arc::new(Notify::new());
     let on_saved = saved.clone();
-    let manager = builder(&auth)
+    let manager = builder_at(&token.url())
         .tokens(old_tokens())
         .on_refresh(move |t| {
             if t.refresh_token().unwrap().secret() == "r2" {
@@ -274,8 +284,9 @@ async fn caller_that_gives_up_does_not_lose_the_rotated_token() {
     // The caller is dropped once the server holds the spent refresh token.
     tokio::select! {
         _ = manager.refresh() => panic!("the refresh cannot finish before its answer"),
-        _ = arrived.notified() => {}
+        _ = token.arrived(1) => {}
     }
+    gate.open();
     tokio::time::timeout(Duration::from_secs(10), saved.notified())
         .await
         .expect("the abandoned refresh completes");
@@ -285,6 +296,10 @@ async fn caller_that_gives_up_does_not_lose_the_rotated_token() {
     assert_eq!(
         manager.refresh().await.unwrap().access_token().secret(),
         "third-access"
+    );
+    assert_eq!(
+        token.form_values("refresh_token"),
+        [Some("r1".to_owned()), Some("r2".to_owned())]
     );
 }
 

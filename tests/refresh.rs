@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use common::{TestClock, builder, form, token_body, token_endpoint_issues, token_url};
+use common::gate::{Answer, Gate, GatedTokenEndpoint};
+use common::{TestClock, builder, builder_at, form, token_body, token_endpoint_issues, token_url};
 use reqwest_oauth2_refresh::{BoxError, ClientAuth, Error, TokenManager, TokenSet, TokenStore};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, path};
@@ -346,19 +347,17 @@ async fn transient_failures_are_retried_with_the_same_refresh_token() {
 
 #[tokio::test]
 async fn slow_token_endpoint_times_out_and_is_retried() {
-    let server = MockServer::start().await;
-    Mock::given(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(token_body("late", None, Some(60)))
-                .set_delay(Duration::from_secs(5)),
-        )
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    token_endpoint_issues(&server, token_body("a2", None, Some(60)), 1).await;
-    let manager = builder(&server)
+    // The first answer waits for a gate that nobody opens: the attempt
+    // can only end by its own timeout.
+    let token = GatedTokenEndpoint::start(
+        &Gate::new(),
+        vec![
+            Answer::ok(token_body("late", None, Some(60))).held(),
+            Answer::ok(token_body("a2", None, Some(60))),
+        ],
+    )
+    .await;
+    let manager = builder_at(&token.url())
         .attempt_timeout(Duration::from_millis(200))
         .tokens(tokens())
         .build()

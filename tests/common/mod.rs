@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod auth_server;
+pub mod gate;
+pub mod service;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,7 +68,12 @@ pub fn token_url(server: &MockServer) -> String {
 /// A public-client manager for `server`'s `/token`, with fast retries so
 /// that failure tests finish quickly.
 pub fn builder(server: &MockServer) -> TokenManagerBuilder {
-    TokenManager::builder(&token_url(server))
+    builder_at(&token_url(server))
+}
+
+/// [`builder`] for the token endpoint at `token_url`.
+pub fn builder_at(token_url: &str) -> TokenManagerBuilder {
+    TokenManager::builder(token_url)
         .client_id("test-client")
         .retry_base_delay(Duration::from_millis(1))
         .attempt_timeout(Duration::from_secs(5))
