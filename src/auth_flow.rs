@@ -46,6 +46,12 @@ impl OriginPolicy {
     }
 }
 
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
 /// Whether (and how) a request that met a 401 can be sent again.
 pub(crate) enum ReplayPlan<R> {
     /// `replay_on_401(false)`: nothing was copied.
@@ -135,18 +141,34 @@ impl AuthFlow {
     }
 
     /// What a response means: only a 401 whose challenge a new token may fix
-    /// (see [`challenge::refresh_may_help`]) leads to a refresh, and only
-    /// once per call.
+    /// (see [`challenge::refresh_may_help`]) leads to a refresh, only once
+    /// per call, and only when it comes from where the token went: the
+    /// response's final URL (`answered_by`, after any redirects the client
+    /// followed) must be of the origin the request was sent to (`sent_to`
+    /// gives it from the copy; without a copy, an allowed origin). A 401 from
+    /// a redirect target says nothing about our token (the client does not
+    /// forward it across origins), and refreshing for it would let any
+    /// redirect target burn a refresh per request and run a POST twice.
     pub(crate) fn after_response<R>(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
+        answered_by: &Url,
         plan: ReplayPlan<R>,
+        sent_to: impl FnOnce(&R) -> &Url,
     ) -> AfterResponse<R> {
         if status != StatusCode::UNAUTHORIZED {
             return AfterResponse::Return;
         }
         if matches!(plan, ReplayPlan::AlreadyRefreshed) {
+            return AfterResponse::Return;
+        }
+        let from_where_it_went = match &plan {
+            ReplayPlan::Ready(copy) => same_origin(sent_to(copy), answered_by),
+            _ => self.origins.allows(answered_by),
+        };
+        if !from_where_it_went {
+            tracing::debug!("401 from a redirect target; returned as is, no refresh");
             return AfterResponse::Return;
         }
         if !challenge::refresh_may_help(headers) {
@@ -217,20 +239,17 @@ mod tests {
     fn only_a_refreshable_401_refreshes_and_only_once_per_call() {
         let flow = flow(true);
         let none = HeaderMap::new();
-        let after = |status: u16, headers: &HeaderMap, plan| {
-            flow.after_response(StatusCode::from_u16(status).unwrap(), headers, plan)
+        let api = url("https://api.example/x");
+        let after = |status: u16, headers: &HeaderMap, plan: ReplayPlan<Url>| {
+            let status = StatusCode::from_u16(status).unwrap();
+            flow.after_response(status, headers, &api, plan, |sent| sent)
         };
+        let copy = || ReplayPlan::Ready(api.clone());
+        assert!(matches!(after(200, &none, copy()), AfterResponse::Return));
+        assert!(matches!(after(403, &none, copy()), AfterResponse::Return));
         assert!(matches!(
-            after(200, &none, ReplayPlan::Ready(1)),
-            AfterResponse::Return
-        ));
-        assert!(matches!(
-            after(403, &none, ReplayPlan::Ready(1)),
-            AfterResponse::Return
-        ));
-        assert!(matches!(
-            after(401, &none, ReplayPlan::Ready(1)),
-            AfterResponse::RefreshAndReplay(1)
+            after(401, &none, copy()),
+            AfterResponse::RefreshAndReplay(_)
         ));
         assert!(matches!(
             after(401, &none, ReplayPlan::Disabled),
@@ -249,9 +268,23 @@ mod tests {
             WWW_AUTHENTICATE,
             HeaderValue::from_static(r#"Bearer error="insufficient_scope""#),
         );
-        assert!(matches!(
-            after(401, &scope, ReplayPlan::Ready(1)),
-            AfterResponse::Return
-        ));
+        assert!(matches!(after(401, &scope, copy()), AfterResponse::Return));
+    }
+
+    #[test]
+    fn a_401_from_a_redirect_target_never_refreshes() {
+        let flow = flow(true);
+        let none = HeaderMap::new();
+        let (sent, elsewhere) = (url("https://api.example/x"), url("https://evil.example/y"));
+        let status = StatusCode::UNAUTHORIZED;
+        let plan = || ReplayPlan::Ready(sent.clone());
+        let after = flow.after_response(status, &none, &elsewhere, plan(), |s| s);
+        assert!(matches!(after, AfterResponse::Return));
+        let disabled = ReplayPlan::<Url>::Disabled;
+        let after = flow.after_response(status, &none, &elsewhere, disabled, |s| s);
+        assert!(matches!(after, AfterResponse::Return));
+        let same = url("https://api.example/moved");
+        let after = flow.after_response(status, &none, &same, plan(), |s| s);
+        assert!(matches!(after, AfterResponse::RefreshAndReplay(_)));
     }
 }

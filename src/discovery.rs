@@ -98,6 +98,13 @@ async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<ServerMetad
         .send()
         .await
         .map_err(|e| Error::Transport(Arc::new(e.without_url())))?;
+    // A client that follows redirects (discover_with's) could have fetched
+    // the document from anywhere: only the URL we asked counts.
+    if response.url() != url {
+        return Err(Error::invalid_response(format!(
+            "the metadata request for {url} was redirected; redirects are refused"
+        )));
+    }
     let status = response.status();
     if status != StatusCode::OK {
         return Err(Error::HttpStatus { status });

@@ -149,11 +149,56 @@ impl Error {
             Error::HttpStatus { status } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
-            Error::OAuth { error, .. } => error == "temporarily_unavailable",
+            // A 5xx or 429 is transient whatever its body says (a
+            // `server_error` behind a 503 included).
+            Error::OAuth { status, error, .. } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || error == "temporarily_unavailable"
+            }
             Error::Store { .. } => true,
             _ => false,
         }
     }
+}
+
+impl Error {
+    /// The same error with every occurrence of `secrets` in the server's
+    /// words replaced by `[redacted]`: servers do echo a refresh token or a
+    /// client secret in `error_description`, and errors end in logs.
+    pub(crate) fn redacted(self, secrets: &[&str]) -> Self {
+        let clean = |text: String| redact(text, secrets);
+        match self {
+            Error::InvalidGrant { description } => Error::InvalidGrant {
+                description: description.map(clean),
+            },
+            Error::OAuth {
+                status,
+                error,
+                description,
+                uri,
+            } => Error::OAuth {
+                status,
+                error: clean(error),
+                description: description.map(clean),
+                uri: uri.map(clean),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Secrets shorter than this are not searched for: replacing every "a" of a
+/// message would say nothing, and a secret that short is guessable anyway.
+const MIN_REDACTED_LEN: usize = 6;
+
+fn redact(mut text: String, secrets: &[&str]) -> String {
+    for secret in secrets.iter().filter(|s| s.len() >= MIN_REDACTED_LEN) {
+        if text.contains(secret) {
+            text = text.replace(secret, "[redacted]");
+        }
+    }
+    text
 }
 
 fn describe(description: &Option<String>) -> String {
@@ -184,6 +229,49 @@ mod tests {
             e.to_string(),
             "the refresh token was rejected (invalid_grant)"
         );
+    }
+
+    #[test]
+    fn known_secrets_are_redacted_from_the_servers_words() {
+        let e = Error::OAuth {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_request".into(),
+            description: Some("refresh token rt-secret-1 unknown for s3cr3t-client".into()),
+            uri: Some("https://as.example/e?t=rt-secret-1".into()),
+        }
+        .redacted(&["rt-secret-1", "s3cr3t-client", "x"]);
+        let shown = format!("{e} {e:?}");
+        assert!(
+            !shown.contains("rt-secret-1") && !shown.contains("s3cr3t-client"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("[redacted] unknown for [redacted]"),
+            "{shown}"
+        );
+        let e = Error::InvalidGrant {
+            description: Some("grant rt-secret-1 was revoked".into()),
+        }
+        .redacted(&["rt-secret-1"]);
+        assert_eq!(
+            e.to_string(),
+            "the refresh token was rejected (invalid_grant): grant [redacted] was revoked"
+        );
+    }
+
+    #[test]
+    fn a_5xx_is_transient_whatever_its_body_says() {
+        let oauth = |status: u16, error: &str| Error::OAuth {
+            status: StatusCode::from_u16(status).unwrap(),
+            error: error.into(),
+            description: None,
+            uri: None,
+        };
+        assert!(oauth(503, "server_error").is_transient());
+        assert!(oauth(429, "slow_down").is_transient());
+        assert!(oauth(400, "temporarily_unavailable").is_transient());
+        assert!(!oauth(400, "invalid_client").is_transient());
+        assert!(!oauth(200, "server_error").is_transient());
     }
 
     #[test]

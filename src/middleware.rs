@@ -126,10 +126,13 @@ impl Middleware for OAuth2Middleware {
             .replay_plan(already_refreshed, || request.try_clone());
         let sent = lease.apply(request.headers_mut());
         let response = next.clone().run(request, extensions).await?;
-        let replay = match self
-            .flow
-            .after_response(response.status(), response.headers(), plan)
-        {
+        let replay = match self.flow.after_response(
+            response.status(),
+            response.headers(),
+            response.url(),
+            plan,
+            Request::url,
+        ) {
             AfterResponse::Return => return Ok(response),
             AfterResponse::RefreshOnly => None,
             AfterResponse::RefreshAndReplay(copy) => Some(copy),

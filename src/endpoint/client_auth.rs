@@ -116,7 +116,7 @@ impl ClientCredentials {
                     request.field("client_id", id);
                 }
                 if let Some(secret) = &self.secret {
-                    request.field("client_secret", &secret.0);
+                    request.secret_field("client_secret", &secret.0);
                 }
             }
             ClientAuth::None => {
@@ -127,6 +127,9 @@ impl ClientCredentials {
             ClientAuth::SecretBasic => {
                 if let Some(basic) = self.basic_header() {
                     request.headers.insert(AUTHORIZATION, basic);
+                }
+                if let Some(secret) = &self.secret {
+                    request.carries_secret(&secret.0);
                 }
             }
         }

@@ -75,13 +75,18 @@ impl TokenEndpoint {
     }
 
     /// Asks the token endpoint for a new token set. Transient failures are
-    /// retried with backoff while the budget lasts.
+    /// retried with backoff while the budget lasts. `also_secret` names a
+    /// secret the request does not carry but an answer might echo (the
+    /// access token being replaced).
     pub(crate) async fn token(
         &self,
         grant: Grant<'_>,
+        also_secret: Option<&str>,
         clock: &dyn Clock,
     ) -> Result<TokenSet, Error> {
-        self.call(Call::Token(grant), clock, interpret_token).await
+        let extra: Vec<&str> = also_secret.into_iter().collect();
+        self.call(Call::Token(grant), &extra, clock, interpret_token)
+            .await
     }
 
     /// Revokes a token at an RFC 7009 endpoint. 200 means revoked, also for
@@ -95,7 +100,7 @@ impl TokenEndpoint {
         clock: &dyn Clock,
     ) -> Result<(), Error> {
         let call = Call::Revoke { url, token, hint };
-        self.call(call, clock, interpret_revocation).await
+        self.call(call, &[], clock, interpret_revocation).await
     }
 
     /// The request for attempt `attempt` (0 for the first) of `call`, built
@@ -130,6 +135,7 @@ impl TokenEndpoint {
     async fn call<T>(
         &self,
         call: Call<'_>,
+        extra_secrets: &[&str],
         clock: &dyn Clock,
         interpret: fn(Answer) -> Result<T, AttemptError>,
     ) -> Result<T, Error> {
@@ -139,10 +145,12 @@ impl TokenEndpoint {
             let mut retries = 0;
             loop {
                 let request = self.prepare(call, retries).await;
-                let result = match self.attempt(request, clock).await {
-                    Ok(answer) => interpret(answer),
-                    Err(e) => Err(e),
-                };
+                let (answer, secrets) = self.attempt(request, clock).await;
+                let result = answer.and_then(interpret).map_err(|failed| {
+                    let mut known: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                    known.extend_from_slice(extra_secrets);
+                    failed.redacted(&known)
+                });
                 let (error, retry_after) = match result {
                     Ok(value) => return Ok(value),
                     Err(AttemptError::Permanent(error)) => return Err(error),
@@ -169,16 +177,27 @@ impl TokenEndpoint {
         }
     }
 
-    /// One POST, its answer read within the size cap.
+    /// One POST, its answer read within the size cap, and the secrets the
+    /// request carried.
     async fn attempt(
         &self,
         request: TokenRequest,
         clock: &dyn Clock,
+    ) -> (Result<Answer, AttemptError>, Vec<String>) {
+        let (url, body, headers, secrets) = request.into_parts();
+        (self.send(url, body, headers, clock).await, secrets)
+    }
+
+    async fn send(
+        &self,
+        url: Url,
+        body: String,
+        headers: reqwest::header::HeaderMap,
+        clock: &dyn Clock,
     ) -> Result<Answer, AttemptError> {
-        let (url, body, headers) = request.into_parts();
         let sent = self
             .http
-            .post(url)
+            .post(url.clone())
             .headers(headers)
             .timeout(self.retry.attempt_timeout)
             .body(body)
@@ -191,21 +210,49 @@ impl TokenEndpoint {
             }
             Err(e) => return Err(transient_transport(e)),
         };
+        // A client that follows redirects (one the user gave us) may have
+        // sent our secrets on to another URL: whatever it answered there is
+        // not the token endpoint's answer.
+        if response.url() != &url {
+            return Err(AttemptError::Permanent(Error::invalid_response(
+                "the answer came from a redirect to another URL, which is refused; \
+                 give http_client a client that follows no redirects",
+            )));
+        }
         // Stamp the expiry when the answer arrives, not when it was asked for.
         let received_at = clock.now();
         let status = response.status();
         let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
-        match read_capped(&mut response, self.max_response_bytes).await {
-            Ok(body) => Ok(Answer {
-                status,
+        let body = match read_capped(&mut response, self.max_response_bytes).await {
+            Ok(body) => body,
+            // The cap limits what is read, not what a status means: a load
+            // balancer's large 503 page is still a 503.
+            Err(ReadError::TooLarge) if !status.is_success() => Vec::new(),
+            Err(ReadError::TooLarge) => {
+                return Err(AttemptError::Permanent(Error::invalid_response(format!(
+                    "the response exceeds {} bytes",
+                    self.max_response_bytes
+                ))));
+            }
+            Err(ReadError::Transport(e)) => return Err(transient_transport(e)),
+        };
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+            received_at,
+        })
+    }
+}
+
+impl AttemptError {
+    fn redacted(self, secrets: &[&str]) -> Self {
+        match self {
+            AttemptError::Transient { error, retry_after } => AttemptError::Transient {
+                error: error.redacted(secrets),
                 retry_after,
-                body,
-                received_at,
-            }),
-            Err(ReadError::TooLarge) => Err(AttemptError::Permanent(Error::invalid_response(
-                format!("the response exceeds {} bytes", self.max_response_bytes),
-            ))),
-            Err(ReadError::Transport(e)) => Err(transient_transport(e)),
+            },
+            AttemptError::Permanent(error) => AttemptError::Permanent(error.redacted(secrets)),
         }
     }
 }

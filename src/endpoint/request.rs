@@ -44,12 +44,21 @@ pub(crate) enum Call<'a> {
     },
 }
 
-/// A form POST: its URL, its encoded form, and headers.
-#[derive(Debug)]
+/// A form POST: its URL, its encoded form, and headers, and the secrets it
+/// carries (so that an answer that echoes one can be redacted).
 pub(crate) struct TokenRequest {
     pub(crate) url: Url,
     body: String,
     pub(crate) headers: HeaderMap,
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenRequest {
@@ -64,7 +73,19 @@ impl TokenRequest {
             url,
             body: String::new(),
             headers,
+            secrets: Vec::new(),
         }
+    }
+
+    /// Appends a form field whose value is a secret.
+    pub(crate) fn secret_field(&mut self, name: &str, value: &str) {
+        self.field(name, value);
+        self.carries_secret(value);
+    }
+
+    /// Notes a secret the request carries elsewhere (a header).
+    pub(crate) fn carries_secret(&mut self, value: &str) {
+        self.secrets.push(value.to_owned());
     }
 
     /// Appends a form field (RFC 6749 Appendix B encoding).
@@ -79,7 +100,7 @@ impl TokenRequest {
         match grant {
             Grant::Refresh(refresh_token) => {
                 self.field("grant_type", "refresh_token");
-                self.field("refresh_token", refresh_token.secret());
+                self.secret_field("refresh_token", refresh_token.secret());
             }
             Grant::ClientCredentials => self.field("grant_type", "client_credentials"),
         }
@@ -87,7 +108,7 @@ impl TokenRequest {
 
     /// RFC 7009 §2.1's fields.
     pub(crate) fn revocation(&mut self, token: &str, hint: RevokeHint) {
-        self.field("token", token);
+        self.secret_field("token", token);
         self.field("token_type_hint", hint.as_str());
     }
 
@@ -97,7 +118,9 @@ impl TokenRequest {
         &self.body
     }
 
-    pub(crate) fn into_parts(self) -> (Url, String, HeaderMap) {
-        (self.url, self.body, self.headers)
+    /// The URL, body and headers to send, and the secrets to keep for
+    /// redacting the answer.
+    pub(crate) fn into_parts(self) -> (Url, String, HeaderMap, Vec<String>) {
+        (self.url, self.body, self.headers, self.secrets)
     }
 }

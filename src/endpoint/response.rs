@@ -107,10 +107,33 @@ pub(crate) fn string_field(map: &Map<String, Value>, name: &str) -> Option<Strin
     }
 }
 
+/// A field of the server's own words, for errors and logs: control
+/// characters (a newline that would forge a log line, an escape sequence
+/// for a terminal) are escaped. RFC 6749 §5.2 allows only printable ASCII
+/// there anyway.
+fn text_field(map: &Map<String, Value>, name: &str) -> Option<String> {
+    string_field(map, name).map(|text| escape_controls(&text))
+}
+
+pub(crate) fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// An RFC 6749 §5.2 error object, which some servers also send with a 200.
 pub(crate) fn oauth_error(map: &Map<String, Value>, status: StatusCode) -> Option<Error> {
-    let error = string_field(map, "error")?;
-    let description = string_field(map, "error_description");
+    let error = text_field(map, "error")?;
+    let description = text_field(map, "error_description");
     if error == "invalid_grant" {
         return Some(Error::InvalidGrant { description });
     }
@@ -118,7 +141,7 @@ pub(crate) fn oauth_error(map: &Map<String, Value>, status: StatusCode) -> Optio
         status,
         error,
         description,
-        uri: string_field(map, "error_uri"),
+        uri: text_field(map, "error_uri"),
     })
 }
 

@@ -201,8 +201,13 @@ impl TokenManagerBuilder {
     }
 
     /// The HTTP client for the token endpoint. By default the manager builds
-    /// its own, which follows no redirects; a client given here should not
-    /// follow redirects either (a redirect answer is treated as an error).
+    /// its own, which follows no redirects. A client given here should not
+    /// follow redirects either: a redirect would carry the refresh token and
+    /// the client secret to wherever the token endpoint points. Such a
+    /// client's requests are still sent as it decides, but an answer that
+    /// comes from any URL other than the token endpoint is refused
+    /// ([`Error::InvalidResponse`]), so no token from a redirect target is
+    /// ever used.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self

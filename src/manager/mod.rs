@@ -265,7 +265,10 @@ impl TokenManager {
     }
 
     /// [`TokenManager::discover`] with your HTTP client (which is also used
-    /// for the token endpoint).
+    /// for the token endpoint). Give it a client that follows no redirects:
+    /// a redirect would carry the refresh token and client secret to another
+    /// host. Metadata or token answers that come from a URL other than the
+    /// one asked are refused, whatever the client does.
     pub async fn discover_with(
         http: &reqwest::Client,
         issuer: &str,

@@ -197,15 +197,20 @@ async fn spend(inner: &Inner, base: Option<&TokenSet>) -> Result<TokenSet, Error
     let clock = inner.clock.as_ref();
     if inner.grant == GrantKind::ClientCredentials {
         tracing::debug!("asking the token endpoint for a client-credentials token");
-        return inner.endpoint.token(Grant::ClientCredentials, clock).await;
+        let replaced = base.map(|b| b.access_token().secret());
+        return inner
+            .endpoint
+            .token(Grant::ClientCredentials, replaced, clock)
+            .await;
     }
     let refresh_token = base
         .and_then(TokenSet::refresh_token)
         .ok_or(Error::NoRefreshToken)?;
     tracing::debug!("calling the token endpoint");
+    let replaced = base.map(|b| b.access_token().secret());
     let mut tokens = inner
         .endpoint
-        .token(Grant::Refresh(refresh_token), clock)
+        .token(Grant::Refresh(refresh_token), replaced, clock)
         .await?;
     if tokens.refresh_token().is_none() {
         tokens.set_refresh_token(Some(refresh_token.clone()));

@@ -4,6 +4,7 @@
 
 pub mod auth_server;
 pub mod gate;
+pub mod logs;
 pub mod service;
 
 use std::sync::Arc;

@@ -154,3 +154,16 @@ fn revocation_is_any_2xx() {
         Err(AttemptError::Transient { .. })
     ));
 }
+
+#[test]
+fn control_characters_in_the_servers_words_are_escaped() {
+    let forged = r#"{"error":"invalid_client\u001b[2J","error_description":"no\n2026-12-01T00:00:00Z INFO forged line\r"}"#;
+    let e = oauth_error(&map(forged), StatusCode::UNAUTHORIZED).unwrap();
+    let shown = e.to_string();
+    assert!(
+        !shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{1b}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("no\\n2026"), "{shown}");
+    assert_eq!(escape_controls("plain é text"), "plain é text");
+}
