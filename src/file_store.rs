@@ -140,14 +140,25 @@ fn read_tokens(path: &Path) -> Result<Option<TokenSet>, BoxError> {
     })
 }
 
+/// A token file is ours alone: owned by this process's user (whoever owns
+/// it can read and rewrite the tokens), and closed to group and others.
 #[cfg(unix)]
 fn check_private(file: &File, path: &Path) -> Result<(), BoxError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = file
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let metadata = file
         .metadata()
-        .map_err(io_error(format!("cannot stat {}", path.display())))?
-        .permissions()
-        .mode();
+        .map_err(io_error(format!("cannot stat {}", path.display())))?;
+    let ours = rustix::process::geteuid().as_raw();
+    if metadata.uid() != ours {
+        return Err(format!(
+            "refusing to use the token file {}: it is owned by user {}, not by this process's \
+             user {ours}",
+            path.display(),
+            metadata.uid()
+        )
+        .into());
+    }
+    let mode = metadata.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(format!(
             "refusing to use the token file {}: other users can access it (mode {:o}); \
@@ -172,6 +183,20 @@ fn private_options() -> OpenOptions {
     {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
+    }
+    options
+}
+
+/// Options for the sidecar lock file, which is created if missing: never
+/// through a symlink, or a link planted there would make this process
+/// create (or truncate the mode of) a file wherever it points.
+fn lock_file_options() -> OpenOptions {
+    let mut options = private_options();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
     options
 }
@@ -258,11 +283,7 @@ impl TokenStore for FileStore {
     async fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>, BoxError> {
         let lock_path = self.lock_path.clone();
         let file = blocking(move || {
-            private_options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
+            lock_file_options()
                 .open(&lock_path)
                 .map_err(io_error(format!("cannot open {}", lock_path.display())))
         })

@@ -76,8 +76,13 @@ async fn lock_is_exclusive_and_bounded() {
     let dir = temp_dir("lock");
     let store = FileStore::new(dir.join("tokens.json")).unwrap();
     let held = store.lock(Duration::from_secs(1)).await.unwrap().unwrap();
-    let err = store.lock(Duration::from_millis(50)).await.unwrap_err();
+    // The wait runs on tokio's clock: paused, a 10-minute wait passes at once.
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    let err = store.lock(Duration::from_secs(600)).await.unwrap_err();
     assert!(err.to_string().contains("longer than"), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(600));
+    tokio::time::resume();
     held.release().await.unwrap();
     let again = store.lock(Duration::from_millis(50)).await.unwrap();
     assert!(again.is_some());
@@ -89,4 +94,46 @@ fn a_path_must_name_a_file() {
     assert!(FileStore::new("/").is_err());
     let store = FileStore::new("dir/tokens.json").unwrap();
     assert_eq!(store.lock_path, Path::new("dir/tokens.json.lock"));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlink_planted_as_the_lock_file_is_refused_and_creates_nothing() {
+    let dir = temp_dir("planted-lock");
+    let store = FileStore::new(dir.join("tokens.json")).unwrap();
+    let target = dir.join("created-by-the-victim");
+    std::os::unix::fs::symlink(&target, dir.join("tokens.json.lock")).unwrap();
+    let err = store.lock(Duration::from_millis(10)).await.unwrap_err();
+    assert!(err.to_string().contains("cannot open"), "{err}");
+    assert!(
+        !target.exists(),
+        "the lock must not create the link's target"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_token_file_owned_by_another_user_is_refused() {
+    use std::os::unix::fs::MetadataExt as _;
+    let ours = rustix::process::geteuid().as_raw();
+    let dir = temp_dir("foreign-owner");
+    let file = dir.join("tokens.json");
+    let path = if ours == 0 {
+        // Root can make a private file that belongs to someone else.
+        FileStore::new(&file)
+            .unwrap()
+            .save(&TokenSet::new("a"))
+            .await
+            .unwrap();
+        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+        file.clone()
+    } else {
+        // Anyone else finds a file owned by root.
+        PathBuf::from("/etc/passwd")
+    };
+    assert_ne!(std::fs::metadata(&path).unwrap().uid(), ours);
+    let err = FileStore::new(&path).unwrap().load().await.unwrap_err();
+    assert!(err.to_string().contains("owned by user"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
