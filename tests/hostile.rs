@@ -194,3 +194,55 @@ async fn a_401_from_a_redirect_target_neither_refreshes_nor_replays() {
         .unwrap();
     assert_eq!(response.status(), 401, "handed back as it is");
 }
+
+#[tokio::test]
+async fn an_unusable_answer_that_rotates_the_refresh_token_keeps_the_new_one() {
+    let server = MockServer::start().await;
+    let unusable = ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": "at-2", "token_type": "mac", "refresh_token": "rt-2", "expires_in": 3600
+    }));
+    token_endpoint_answers(&server, unusable, 1).await;
+    token_endpoint_issues(&server, token_body("at-3", Some("rt-3"), Some(3600)), 1).await;
+    let announced = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = announced.clone();
+    let manager = builder(&server)
+        .tokens(tokens())
+        .on_refresh(move |t| {
+            let refresh = t.refresh_token().map(|r| r.secret().to_owned());
+            seen.lock().unwrap().push(refresh.unwrap_or_default());
+        })
+        .build()
+        .unwrap();
+    let err = manager.refresh().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
+    assert_eq!(
+        *announced.lock().unwrap(),
+        ["rt-2"],
+        "saved like a rotation"
+    );
+    let kept = manager.current_tokens().unwrap();
+    assert_eq!(kept.refresh_token().unwrap().secret(), "rt-2");
+    assert!(
+        kept.expires_at()
+            .is_some_and(|at| at <= std::time::SystemTime::now())
+    );
+    // Within the cooldown callers get the error, not a refresh per call.
+    let again = manager.access_token().await.unwrap_err();
+    assert!(matches!(again, Error::InvalidResponse { .. }), "{again:?}");
+    // The next attempt spends the new refresh token.
+    let next = manager.refresh().await.unwrap();
+    assert_eq!(next.access_token().secret(), "at-3");
+    let spent: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            common::form(&r.body)
+                .into_iter()
+                .find(|(k, _)| k == "refresh_token")
+                .map(|(_, v)| v)
+        })
+        .collect();
+    assert_eq!(spent, ["rt-SECRET-old", "rt-2"]);
+}

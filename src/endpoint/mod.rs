@@ -21,7 +21,9 @@ use crate::util::http::{ReadError, read_capped};
 use crate::util::time::{deadline_after, ends_after};
 use client_auth::{ClientAuth, ClientCredentials};
 use request::{Call, Grant, RevokeHint, TokenRequest};
-use response::{Answer, AttemptError, interpret_revocation, interpret_token};
+use response::{
+    Answer, AttemptError, Failed, ResponsePolicy, interpret_revocation, interpret_token,
+};
 use retry::{RetryPolicy, parse_retry_after};
 
 /// Everything the token client is built from.
@@ -35,6 +37,8 @@ pub(crate) struct EndpointConfig {
     pub(crate) extra_params: Vec<(String, String)>,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_response_bytes: usize,
+    /// What the provider's answers mean beyond RFC 6749.
+    pub(crate) policy: ResponsePolicy,
 }
 
 /// The token client. It knows nothing of callers or stores.
@@ -47,6 +51,7 @@ pub(crate) struct TokenEndpoint {
     extra_params: Vec<(String, String)>,
     retry: RetryPolicy,
     max_response_bytes: usize,
+    policy: ResponsePolicy,
 }
 
 impl TokenEndpoint {
@@ -59,6 +64,7 @@ impl TokenEndpoint {
             extra_params: config.extra_params,
             retry: config.retry,
             max_response_bytes: config.max_response_bytes,
+            policy: config.policy,
         }
     }
 
@@ -77,13 +83,14 @@ impl TokenEndpoint {
     /// Asks the token endpoint for a new token set. Transient failures are
     /// retried with backoff while the budget lasts. `also_secret` names a
     /// secret the request does not carry but an answer might echo (the
-    /// access token being replaced).
+    /// access token being replaced). A failure keeps the new refresh token
+    /// of an answer that was unusable otherwise.
     pub(crate) async fn token(
         &self,
         grant: Grant<'_>,
         also_secret: Option<&str>,
         clock: &dyn Clock,
-    ) -> Result<TokenSet, Error> {
+    ) -> Result<TokenSet, Failed> {
         let extra: Vec<&str> = also_secret.into_iter().collect();
         self.call(Call::Token(grant), &extra, clock, interpret_token)
             .await
@@ -100,7 +107,9 @@ impl TokenEndpoint {
         clock: &dyn Clock,
     ) -> Result<(), Error> {
         let call = Call::Revoke { url, token, hint };
-        self.call(call, &[], clock, interpret_revocation).await
+        self.call(call, &[], clock, interpret_revocation)
+            .await
+            .map_err(|failed| failed.error)
     }
 
     /// The request for attempt `attempt` (0 for the first) of `call`, built
@@ -137,8 +146,8 @@ impl TokenEndpoint {
         call: Call<'_>,
         extra_secrets: &[&str],
         clock: &dyn Clock,
-        interpret: fn(Answer) -> Result<T, AttemptError>,
-    ) -> Result<T, Error> {
+        interpret: fn(Answer, &ResponsePolicy) -> Result<T, AttemptError>,
+    ) -> Result<T, Failed> {
         let budget = self.retry.budget;
         let deadline = deadline_after(budget);
         let attempts = async {
@@ -146,24 +155,32 @@ impl TokenEndpoint {
             loop {
                 let request = self.prepare(call, retries).await;
                 let (answer, secrets) = self.attempt(request, clock).await;
-                let result = answer.and_then(interpret).map_err(|failed| {
+                let interpreted = answer.and_then(|answer| interpret(answer, &self.policy));
+                let result = interpreted.map_err(|failed| {
                     let mut known: Vec<&str> = secrets.iter().map(String::as_str).collect();
                     known.extend_from_slice(extra_secrets);
                     failed.redacted(&known)
                 });
                 let (error, retry_after) = match result {
                     Ok(value) => return Ok(value),
-                    Err(AttemptError::Permanent(error)) => return Err(error),
+                    Err(AttemptError::Permanent(error)) => return Err(error.into()),
+                    Err(AttemptError::Unusable {
+                        error,
+                        refresh_token,
+                    }) => {
+                        let rotated = Some(refresh_token);
+                        return Err(Failed { error, rotated });
+                    }
                     Err(AttemptError::Transient { error, retry_after }) => (error, retry_after),
                 };
                 if retries >= self.retry.max_retries {
-                    return Err(error);
+                    return Err(error.into());
                 }
                 let delay = retry_after.unwrap_or_else(|| self.retry.backoff(retries));
                 if ends_after(delay, deadline) {
                     tracing::warn!(?delay, error = %error,
                         "authorization server failed; no time left in the budget to retry");
-                    return Err(error);
+                    return Err(error.into());
                 }
                 retries += 1;
                 tracing::warn!(retry = retries, ?delay, error = %error,
@@ -173,7 +190,7 @@ impl TokenEndpoint {
         };
         match tokio::time::timeout_at(deadline, attempts).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout(budget)),
+            Err(_) => Err(Error::Timeout(budget).into()),
         }
     }
 
@@ -253,6 +270,13 @@ impl AttemptError {
                 retry_after,
             },
             AttemptError::Permanent(error) => AttemptError::Permanent(error.redacted(secrets)),
+            AttemptError::Unusable {
+                error,
+                refresh_token,
+            } => AttemptError::Unusable {
+                error: error.redacted(secrets),
+                refresh_token,
+            },
         }
     }
 }

@@ -27,6 +27,79 @@ pub(crate) enum AttemptError {
         retry_after: Option<Duration>,
     },
     Permanent(Error),
+    /// A success status whose answer is unusable, but which carries a new
+    /// refresh token: the server may have spent the old one already.
+    Unusable {
+        error: Error,
+        refresh_token: RefreshToken,
+    },
+}
+
+/// How a call ended badly: its error, and the new refresh token an unusable
+/// answer carried, if it carried one.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) error: Error,
+    pub(crate) rotated: Option<RefreshToken>,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Failed {
+            error,
+            rotated: None,
+        }
+    }
+}
+
+/// A user's rule for "this answer means the refresh token is dead".
+pub(crate) type DeadTokenRule = Arc<dyn Fn(StatusCode, &Value) -> bool + Send + Sync>;
+
+/// What a provider's answers mean beyond RFC 6749.
+#[derive(Clone, Default)]
+pub(crate) struct ResponsePolicy {
+    /// `error` codes that mean the refresh token is dead, besides
+    /// `invalid_grant` (GitHub's `bad_refresh_token`, say).
+    pub(crate) invalid_grant_errors: Vec<String>,
+    /// `token_type`s that are bearer tokens under another name.
+    pub(crate) bearer_types: Vec<String>,
+    /// The user's own rule, for answers with no `error` code at all.
+    pub(crate) dead_token: Option<DeadTokenRule>,
+}
+
+impl std::fmt::Debug for ResponsePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponsePolicy")
+            .field("invalid_grant_errors", &self.invalid_grant_errors)
+            .field("bearer_types", &self.bearer_types)
+            .field("dead_token", &self.dead_token.is_some())
+            .finish()
+    }
+}
+
+impl ResponsePolicy {
+    fn means_invalid_grant(&self, error: &str) -> bool {
+        error == "invalid_grant" || self.invalid_grant_errors.iter().any(|e| e == error)
+    }
+
+    fn is_bearer(&self, token_type: &str) -> bool {
+        token_type.eq_ignore_ascii_case("bearer")
+            || self
+                .bearer_types
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(token_type))
+    }
+
+    /// The user's rule, if it says the refresh token is dead.
+    fn dead_token(&self, status: StatusCode, body: Option<&Value>) -> Option<Error> {
+        let rule = self.dead_token.as_ref()?;
+        let body = body?;
+        rule(status, body).then(|| Error::InvalidGrant {
+            description: body
+                .as_object()
+                .and_then(|map| text_field(map, "error_description")),
+        })
+    }
 }
 
 /// The body as a JSON object, if it is one.
@@ -38,41 +111,67 @@ fn object(parsed: &Result<Value, serde_json::Error>) -> Option<&Map<String, Valu
 }
 
 /// A token endpoint answer: a token set, or why not.
-pub(crate) fn interpret_token(answer: Answer) -> Result<TokenSet, AttemptError> {
+pub(crate) fn interpret_token(
+    answer: Answer,
+    policy: &ResponsePolicy,
+) -> Result<TokenSet, AttemptError> {
     let parsed = serde_json::from_slice::<Value>(&answer.body);
+    if let Some(dead) = policy.dead_token(answer.status, parsed.as_ref().ok()) {
+        return Err(AttemptError::Permanent(dead));
+    }
     let map = object(&parsed);
     // An error object is an error even inside a 200.
-    let has_error = map.is_some_and(|m| oauth_error(m, answer.status).is_some());
+    let has_error = map.is_some_and(|m| oauth_error(m, answer.status, policy).is_some());
     if !answer.status.is_success() || has_error {
-        return Err(error_answer(&answer, map));
+        return Err(error_answer(&answer, map, policy));
     }
-    match parsed {
-        Ok(Value::Object(map)) => {
-            parse_token_response(&map, answer.received_at).map_err(AttemptError::Permanent)
+    let map = match parsed {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            return Err(AttemptError::Permanent(Error::invalid_response(
+                "the body is not a JSON object",
+            )));
         }
-        Ok(_) => Err(AttemptError::Permanent(Error::invalid_response(
-            "the body is not a JSON object",
-        ))),
-        Err(e) => Err(AttemptError::Permanent(Error::InvalidResponse {
-            reason: "the body is not JSON".into(),
-            source: Some(Arc::new(e)),
-        })),
-    }
+        Err(e) => {
+            return Err(AttemptError::Permanent(Error::InvalidResponse {
+                reason: "the body is not JSON".into(),
+                source: Some(Arc::new(e)),
+            }));
+        }
+    };
+    parse_token_response(&map, answer.received_at, policy).map_err(|error| {
+        // Unusable, but the server may have rotated the refresh token all
+        // the same: it must not be thrown away.
+        match string_field(&map, "refresh_token") {
+            Some(refresh) => AttemptError::Unusable {
+                error,
+                refresh_token: RefreshToken::new(refresh),
+            },
+            None => AttemptError::Permanent(error),
+        }
+    })
 }
 
 /// A revocation endpoint answer: 200 means revoked (also for a token the
 /// server does not know).
-pub(crate) fn interpret_revocation(answer: Answer) -> Result<(), AttemptError> {
+pub(crate) fn interpret_revocation(
+    answer: Answer,
+    policy: &ResponsePolicy,
+) -> Result<(), AttemptError> {
     if answer.status.is_success() {
         return Ok(());
     }
     let parsed = serde_json::from_slice::<Value>(&answer.body);
-    Err(error_answer(&answer, object(&parsed)))
+    Err(error_answer(&answer, object(&parsed), policy))
 }
 
 /// An error answer: its OAuth error if it has one, else its status;
 /// transient for 5xx, 429 and `temporarily_unavailable`.
-fn error_answer(answer: &Answer, parsed: Option<&Map<String, Value>>) -> AttemptError {
+fn error_answer(
+    answer: &Answer,
+    parsed: Option<&Map<String, Value>>,
+    policy: &ResponsePolicy,
+) -> AttemptError {
     if answer.status.is_redirection() {
         return AttemptError::Permanent(Error::invalid_response(format!(
             "the server answered {}; redirects are not followed",
@@ -81,7 +180,7 @@ fn error_answer(answer: &Answer, parsed: Option<&Map<String, Value>>) -> Attempt
     }
     let transient = is_transient_status(answer.status);
     let error = parsed
-        .and_then(|map| oauth_error(map, answer.status))
+        .and_then(|map| oauth_error(map, answer.status, policy))
         .unwrap_or(Error::HttpStatus {
             status: answer.status,
         });
@@ -131,10 +230,14 @@ pub(crate) fn escape_controls(text: &str) -> String {
 }
 
 /// An RFC 6749 §5.2 error object, which some servers also send with a 200.
-pub(crate) fn oauth_error(map: &Map<String, Value>, status: StatusCode) -> Option<Error> {
+pub(crate) fn oauth_error(
+    map: &Map<String, Value>,
+    status: StatusCode,
+    policy: &ResponsePolicy,
+) -> Option<Error> {
     let error = text_field(map, "error")?;
     let description = text_field(map, "error_description");
-    if error == "invalid_grant" {
+    if policy.means_invalid_grant(&error) {
         return Some(Error::InvalidGrant { description });
     }
     Some(Error::OAuth {
@@ -179,6 +282,7 @@ pub(crate) fn is_header_safe(access_token: &str) -> bool {
 pub(crate) fn parse_token_response(
     map: &Map<String, Value>,
     received_at: SystemTime,
+    policy: &ResponsePolicy,
 ) -> Result<TokenSet, Error> {
     let access = string_field(map, "access_token")
         .ok_or_else(|| Error::invalid_response("no `access_token`"))?;
@@ -187,7 +291,7 @@ pub(crate) fn parse_token_response(
             "the `access_token` cannot be sent in an HTTP header",
         ));
     }
-    check_token_type(map.get("token_type"))?;
+    check_token_type(map.get("token_type"), policy)?;
     let expires_in = seconds_field(map.get("expires_in"))?;
     let refresh = string_field(map, "refresh_token").map(RefreshToken::new);
     let scope = string_field(map, "scope");
@@ -201,14 +305,15 @@ pub(crate) fn parse_token_response(
 }
 
 /// Lenient: a few servers omit `token_type`; everything we get is sent as
-/// Bearer, so any other type is refused.
-fn check_token_type(value: Option<&Value>) -> Result<(), Error> {
+/// Bearer, so any other type is refused unless the provider's policy names
+/// it as a bearer token under another name.
+fn check_token_type(value: Option<&Value>, policy: &ResponsePolicy) -> Result<(), Error> {
     match value {
         None | Some(Value::Null) => {
             tracing::debug!("token response has no token_type; assuming Bearer");
             Ok(())
         }
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => Ok(()),
+        Some(Value::String(t)) if policy.is_bearer(t) => Ok(()),
         Some(Value::String(t)) => Err(Error::invalid_response(format!(
             "unsupported token_type `{t}` (only Bearer)"
         ))),

@@ -1,23 +1,16 @@
-//! Configuring a [`TokenManager`]: every setting, checked once in
+//! Configuring a [`TokenManager`](crate::TokenManager): every setting, checked once in
 //! [`TokenManagerBuilder::build`].
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::background::BackgroundRefresh;
-use super::budgets::Budgets;
-use super::{GrantKind, Inner, RefreshHook, TokenManager};
+use super::{GrantKind, RefreshHook};
 use crate::clock::{Clock, SystemClock};
-use crate::endpoint::client_auth::{ClientAuth, ClientCredentials, ClientSecret};
-use crate::endpoint::response::is_header_safe;
+use crate::endpoint::client_auth::{ClientAuth, ClientSecret};
+use crate::endpoint::response::ResponsePolicy;
 use crate::endpoint::retry::RetryPolicy;
-use crate::endpoint::{EndpointConfig, TokenEndpoint};
-use crate::error::Error;
-use crate::origin::parse_secure_url;
-use crate::store::{MemoryStore, TokenStore};
+use crate::store::TokenStore;
 use crate::token::TokenSet;
-use crate::util::http::no_redirect_client;
 
 /// How long before expiry a token is refreshed, at most (it is also capped at
 /// half the token's lifetime).
@@ -39,30 +32,31 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// ([`TokenManagerBuilder::store_timeout`]).
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Configures a [`TokenManager`]; start with [`TokenManager::builder`].
+/// Configures a [`TokenManager`](crate::TokenManager); start with [`TokenManager::builder`](crate::TokenManager::builder).
 pub struct TokenManagerBuilder {
-    token_url: String,
-    client_id: Option<String>,
-    client_secret: Option<ClientSecret>,
-    client_auth: Option<ClientAuth>,
-    scope: Option<String>,
-    extra_params: Vec<(String, String)>,
-    grant: GrantKind,
-    revocation_url: Option<String>,
+    pub(super) token_url: String,
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret: Option<ClientSecret>,
+    pub(super) client_auth: Option<ClientAuth>,
+    pub(super) scope: Option<String>,
+    pub(super) extra_params: Vec<(String, String)>,
+    pub(super) grant: GrantKind,
+    pub(super) revocation_url: Option<String>,
     /// The method for a client with a secret and no explicit
     /// `client_auth`: from discovery or a provider preset.
-    default_secret_auth: ClientAuth,
-    tokens: Option<TokenSet>,
-    on_refresh: Option<RefreshHook>,
-    store: Option<Arc<dyn TokenStore>>,
-    http_client: Option<reqwest::Client>,
-    clock: Arc<dyn Clock>,
-    leeway: Duration,
-    background_refresh: bool,
-    retry: RetryPolicy,
-    failure_cooldown: Duration,
-    max_response_bytes: usize,
-    store_timeout: Duration,
+    pub(super) default_secret_auth: ClientAuth,
+    pub(super) tokens: Option<TokenSet>,
+    pub(super) on_refresh: Option<RefreshHook>,
+    pub(super) store: Option<Arc<dyn TokenStore>>,
+    pub(super) http_client: Option<reqwest::Client>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) leeway: Duration,
+    pub(super) background_refresh: bool,
+    pub(super) retry: RetryPolicy,
+    pub(super) failure_cooldown: Duration,
+    pub(super) max_response_bytes: usize,
+    pub(super) store_timeout: Duration,
+    pub(super) policy: ResponsePolicy,
 }
 
 impl TokenManagerBuilder {
@@ -93,6 +87,7 @@ impl TokenManagerBuilder {
             failure_cooldown: DEFAULT_FAILURE_COOLDOWN,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             store_timeout: DEFAULT_STORE_TIMEOUT,
+            policy: ResponsePolicy::default(),
         }
     }
 
@@ -164,7 +159,7 @@ impl TokenManagerBuilder {
         self
     }
 
-    /// The RFC 7009 revocation endpoint, for [`TokenManager::revoke`].
+    /// The RFC 7009 revocation endpoint, for [`TokenManager::revoke`](crate::TokenManager::revoke).
     pub fn revocation_url(mut self, url: &str) -> Self {
         self.revocation_url = Some(url.to_owned());
         self
@@ -186,7 +181,7 @@ impl TokenManagerBuilder {
     }
 
     /// Called with every new token set (after a refresh, or
-    /// [`TokenManager::set_tokens`]), after it is saved to the store and
+    /// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens)), after it is saved to the store and
     /// before any request uses it. Keep it quick: refreshes wait for it.
     pub fn on_refresh(mut self, hook: impl Fn(&TokenSet) + Send + Sync + 'static) -> Self {
         self.on_refresh = Some(Arc::new(hook));
@@ -194,7 +189,7 @@ impl TokenManagerBuilder {
     }
 
     /// Where token sets are loaded from and saved to. Default: a
-    /// [`MemoryStore`].
+    /// [`MemoryStore`](crate::MemoryStore).
     pub fn store(mut self, store: impl TokenStore) -> Self {
         self.store = Some(Arc::new(store));
         self
@@ -206,7 +201,7 @@ impl TokenManagerBuilder {
     /// the client secret to wherever the token endpoint points. Such a
     /// client's requests are still sent as it decides, but an answer that
     /// comes from any URL other than the token endpoint is refused
-    /// ([`Error::InvalidResponse`]), so no token from a redirect target is
+    /// ([`Error::InvalidResponse`](crate::Error::InvalidResponse)), so no token from a redirect target is
     /// ever used.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
@@ -238,7 +233,7 @@ impl TokenManagerBuilder {
     /// A caller that waits for another task's refresh waits at most the
     /// store's lock wait (this budget plus three store timeouts), then this
     /// budget again plus four store timeouts and five seconds, and gets
-    /// [`Error::Timeout`] after that. Any duration works, up to
+    /// [`Error::Timeout`](crate::Error::Timeout) after that. Any duration works, up to
     /// `Duration::MAX` (the sums saturate).
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.retry.budget = timeout;
@@ -285,10 +280,63 @@ impl TokenManagerBuilder {
     /// The time a store gets for one load, save, lock release or clear
     /// (the wait for a store's lock is longer: another process's whole
     /// refresh). A store that does not answer in time fails like any other
-    /// store failure ([`Error::Store`]), which is not remembered for the
+    /// store failure ([`Error::Store`](crate::Error::Store)), which is not remembered for the
     /// failure cooldown. Default [`DEFAULT_STORE_TIMEOUT`].
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
+        self
+    }
+
+    /// Also treats the OAuth error `code` as `invalid_grant`: the refresh
+    /// token is dead and only a new sign-in helps ([`Error::InvalidGrant`](crate::Error::InvalidGrant)).
+    /// For providers with their own code, such as GitHub's
+    /// `bad_refresh_token`; call once per code.
+    ///
+    /// ```
+    /// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// use reqwest_oauth2_refresh::TokenManager;
+    /// let manager = TokenManager::builder("https://github.com/login/oauth/access_token")
+    ///     .client_id("Iv1.app")
+    ///     .client_secret("…")
+    ///     .invalid_grant_error("bad_refresh_token")
+    ///     .build()?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    pub fn invalid_grant_error(mut self, code: impl Into<String>) -> Self {
+        self.policy.invalid_grant_errors.push(code.into());
+        self
+    }
+
+    /// Also accepts `token_type` `name` (compared case-insensitively) as a
+    /// bearer token, for providers that name theirs differently. Any other
+    /// type is refused, since the token is sent as `Bearer`.
+    pub fn bearer_token_type(mut self, name: impl Into<String>) -> Self {
+        self.policy.bearer_types.push(name.into());
+        self
+    }
+
+    /// Your own rule for a token endpoint answer (its status and JSON body)
+    /// that means the refresh token is dead, for providers that answer
+    /// without an OAuth `error` code at all. Such an answer becomes
+    /// [`Error::InvalidGrant`](crate::Error::InvalidGrant).
+    ///
+    /// ```
+    /// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// use reqwest_oauth2_refresh::TokenManager;
+    /// let manager = TokenManager::builder("https://www.strava.com/oauth/token")
+    ///     .client_id("1234")
+    ///     .client_secret("…")
+    ///     .invalid_grant_when(|status, body| {
+    ///         status == 400 && body["errors"][0]["field"] == "refresh_token"
+    ///     })
+    ///     .build()?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    pub fn invalid_grant_when(
+        mut self,
+        rule: impl Fn(reqwest::StatusCode, &serde_json::Value) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.policy.dead_token = Some(Arc::new(rule));
         self
     }
 
@@ -296,82 +344,5 @@ impl TokenManagerBuilder {
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
-    }
-
-    /// Checks the configuration and builds the manager.
-    pub fn build(self) -> Result<TokenManager, Error> {
-        let url = parse_secure_url("token URL", &self.token_url)?;
-        let revocation_url = self
-            .revocation_url
-            .as_deref()
-            .map(|url| parse_secure_url("revocation URL", url))
-            .transpose()?;
-        if self.grant == GrantKind::ClientCredentials && self.client_secret.is_none() {
-            return Err(Error::Config(
-                "the client credentials grant needs a client_secret".into(),
-            ));
-        }
-        let credentials = ClientCredentials::resolve(
-            self.client_id,
-            self.client_secret,
-            self.client_auth,
-            self.default_secret_auth,
-        )?;
-        check_timeouts(&self.retry, self.store_timeout)?;
-        if let Some(tokens) = &self.tokens
-            && !is_header_safe(tokens.access_token().secret())
-        {
-            return Err(Error::Config(
-                "the access token cannot be sent in an HTTP header".into(),
-            ));
-        }
-        let http = match self.http_client {
-            Some(client) => client,
-            None => no_redirect_client()?,
-        };
-        let budgets = Budgets::new(self.retry.budget, self.store_timeout);
-        let endpoint = TokenEndpoint::new(EndpointConfig {
-            url,
-            http,
-            credentials,
-            scope: self.scope,
-            extra_params: self.extra_params,
-            retry: self.retry,
-            max_response_bytes: self.max_response_bytes,
-        });
-        Ok(TokenManager::from_inner(Inner::new(super::Parts {
-            endpoint,
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-            seed: self.tokens,
-            grant: self.grant,
-            revocation_url,
-            on_refresh: self.on_refresh,
-            clock: self.clock,
-            leeway: self.leeway,
-            background: self.background_refresh.then(BackgroundRefresh::default),
-            failure_cooldown: self.failure_cooldown,
-            budgets,
-        })))
-    }
-}
-
-/// Zero would fail every call; anything larger works (sums saturate).
-fn check_timeouts(retry: &RetryPolicy, store_timeout: Duration) -> Result<(), Error> {
-    if retry.budget.is_zero() || retry.attempt_timeout.is_zero() || store_timeout.is_zero() {
-        return Err(Error::Config("timeouts must be greater than zero".into()));
-    }
-    Ok(())
-}
-
-impl fmt::Debug for TokenManagerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenManagerBuilder")
-            .field("token_url", &crate::origin::redacted_url(&self.token_url))
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret)
-            .field("client_auth", &self.client_auth)
-            .field("tokens", &self.tokens)
-            .field("leeway", &self.leeway)
-            .finish_non_exhaustive()
     }
 }

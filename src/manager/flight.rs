@@ -201,13 +201,15 @@ impl Flight {
         match first {
             Ok(locked) => locked.map_err(Err),
             Err(failure) => {
-                if let Some(newer) = self.newer_than(generation) {
-                    return Err(Ok(newer));
-                }
+                // The attempt's failure first: an attempt that failed may
+                // still have published a set (one kept for its refresh token).
                 if let Some((failed, error)) = failure
                     && failed == generation
                 {
                     return Err(Err(error));
+                }
+                if let Some(newer) = self.newer_than(generation) {
+                    return Err(Ok(newer));
                 }
                 lock.await.map_err(Err)
             }
@@ -277,6 +279,33 @@ impl FlightGuard {
         self.state.last_failure = None;
         self.published.set(current.clone());
         self.end(None);
+        Ok(current)
+    }
+
+    /// Publishes `tokens`, a set kept only for its refresh token (its access
+    /// token counts as expired), and still fails the attempt with `error`:
+    /// every follower gets the error, and the failure is remembered for the
+    /// new set, so that the cooldown holds instead of a refresh per call.
+    pub(crate) fn publish_failed(
+        mut self,
+        tokens: TokenSet,
+        persisted: bool,
+        error: Error,
+    ) -> Result<Arc<Current>, Error> {
+        let generation = self.state.generation.next();
+        let current = match self.published.prepare(generation, tokens, persisted) {
+            Ok(current) => Arc::new(current),
+            Err(_) => return Err(self.fail(error)),
+        };
+        self.state.generation = generation;
+        self.published.set(current.clone());
+        self.state.last_failure = Some(Failure {
+            generation,
+            at: self.clock.now(),
+            error: error.clone(),
+        });
+        let replaced = self.attempt.unwrap_or(generation);
+        self.end(Some((replaced, error)));
         Ok(current)
     }
 

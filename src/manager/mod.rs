@@ -8,6 +8,7 @@
 
 mod background;
 mod budgets;
+mod build;
 mod builder;
 mod current;
 mod flight;

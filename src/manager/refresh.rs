@@ -10,8 +10,10 @@ use super::flight::FlightGuard;
 use super::persist::{StoreSession, retry_save};
 use super::{GrantKind, Inner};
 use crate::endpoint::request::Grant;
+use crate::endpoint::response::Failed;
 use crate::error::Error;
 use crate::store::LockedSave;
+use crate::token::RefreshToken;
 use crate::token::TokenSet;
 
 /// How a refresh ended well.
@@ -24,6 +26,13 @@ enum Outcome {
     },
     /// Another holder of the store had refreshed already; we use its set.
     Adopted(TokenSet),
+    /// The answer was unusable but carried a new refresh token, kept in a
+    /// set whose access token counts as expired.
+    Salvaged {
+        tokens: TokenSet,
+        saved: Result<(), Error>,
+        error: Error,
+    },
 }
 
 impl Outcome {
@@ -63,7 +72,7 @@ pub(super) async fn first_load(
         (None, None) if inner.grant == GrantKind::ClientCredentials => {
             let tokens = match spend(&inner, None).await {
                 Ok(tokens) => tokens,
-                Err(error) => return Err(guard.fail(error)),
+                Err(failed) => return Err(guard.fail(failed.error)),
             };
             if let Err(error) = inner.store.save(&tokens).await {
                 tracing::warn!(error = %error, "could not save the client's token");
@@ -89,6 +98,18 @@ pub(super) async fn run(
             guard.publish(tokens, true)
         }
         Ok(Outcome::Refreshed { tokens, saved }) => publish_refreshed(&inner, guard, tokens, saved),
+        Ok(Outcome::Salvaged {
+            tokens,
+            saved,
+            error,
+        }) => {
+            inner.announce(&tokens);
+            let kept = guard.publish_failed(tokens, saved.is_ok(), error.clone())?;
+            if saved.is_err() {
+                tokio::spawn(retry_save(Arc::downgrade(&inner), kept.generation()));
+            }
+            Err(error)
+        }
         Err(error) => {
             tracing::warn!(error = %error, "token refresh failed");
             Err(guard.fail(error))
@@ -149,10 +170,15 @@ async fn refresh_in(
     };
     let tokens = match spend(inner, Some(&base)).await {
         Ok(tokens) => tokens,
-        Err(error @ Error::InvalidGrant { .. }) => {
-            return adopt_after_invalid_grant(session, &base, error).await;
-        }
-        Err(error) => return Err(error),
+        Err(Failed {
+            error: error @ Error::InvalidGrant { .. },
+            ..
+        }) => return adopt_after_invalid_grant(session, &base, error).await,
+        Err(Failed {
+            error,
+            rotated: Some(refresh_token),
+        }) => return Ok(salvage(inner, session, &base, refresh_token, error).await),
+        Err(Failed { error, .. }) => return Err(error),
     };
     match session.save(&tokens).await {
         Ok(LockedSave::Superseded) => {
@@ -171,6 +197,30 @@ async fn refresh_in(
             tokens,
             saved: Err(error),
         }),
+    }
+}
+
+/// An answer we could not use carried a new refresh token: the server may
+/// have revoked the old one on issuing it, so the new one is kept like a
+/// rotation (saved, announced), with the access token counted as expired so
+/// that the next attempt spends the new refresh token.
+async fn salvage(
+    inner: &Inner,
+    session: &mut StoreSession<'_>,
+    base: &TokenSet,
+    refresh_token: RefreshToken,
+    error: Error,
+) -> Outcome {
+    tracing::error!(error = %error,
+        "the token endpoint's answer was unusable but carried a new refresh token; keeping it");
+    let mut tokens = base.clone();
+    tokens.set_refresh_token(Some(refresh_token));
+    tokens.expire_at(inner.clock.now());
+    let saved = session.save(&tokens).await.map(|_| ());
+    Outcome::Salvaged {
+        tokens,
+        saved,
+        error,
     }
 }
 
@@ -193,7 +243,7 @@ async fn adopt_after_invalid_grant(
 /// Gets a new set from the token endpoint: spends the refresh token of
 /// `base`, or asks for a client-credentials token. When the server returns
 /// no new refresh token, the old one stays (RFC 6749 §6).
-async fn spend(inner: &Inner, base: Option<&TokenSet>) -> Result<TokenSet, Error> {
+async fn spend(inner: &Inner, base: Option<&TokenSet>) -> Result<TokenSet, Failed> {
     let clock = inner.clock.as_ref();
     if inner.grant == GrantKind::ClientCredentials {
         tracing::debug!("asking the token endpoint for a client-credentials token");

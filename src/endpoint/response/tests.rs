@@ -2,6 +2,9 @@
 
 use super::*;
 
+static STANDARD: std::sync::LazyLock<ResponsePolicy> =
+    std::sync::LazyLock::new(ResponsePolicy::default);
+
 fn map(json: &str) -> Map<String, Value> {
     match serde_json::from_str(json).unwrap() {
         Value::Object(map) => map,
@@ -24,6 +27,7 @@ fn parses_success_with_extra_fields_and_mixed_case_type() {
     let tokens = parse_token_response(
         &map(r#"{"access_token":"a","token_type":"bEaReR","expires_in":"3600","refresh_token":"r","id_token":"x","ext":{"n":1}}"#),
         now,
+        &STANDARD,
     )
     .unwrap();
     assert_eq!(tokens.access_token().secret(), "a");
@@ -43,7 +47,7 @@ fn rejects_non_bearer_and_missing_access_token() {
     ] {
         assert!(
             matches!(
-                parse_token_response(&map(body), now),
+                parse_token_response(&map(body), now, &STANDARD),
                 Err(Error::InvalidResponse { .. })
             ),
             "{body}"
@@ -56,6 +60,7 @@ fn empty_refresh_token_counts_as_none() {
     let tokens = parse_token_response(
         &map(r#"{"access_token":"a","token_type":"Bearer","refresh_token":""}"#),
         SystemTime::now(),
+        &STANDARD,
     )
     .unwrap();
     assert!(tokens.refresh_token().is_none());
@@ -79,21 +84,23 @@ fn oauth_errors_map_to_variants() {
     let e = oauth_error(
         &map(r#"{"error":"invalid_grant","error_description":"expired"}"#),
         StatusCode::BAD_REQUEST,
+        &STANDARD,
     );
     assert!(matches!(e, Some(Error::InvalidGrant { description: Some(d) }) if d == "expired"));
     let e = oauth_error(
         &map(r#"{"error":"invalid_client"}"#),
         StatusCode::UNAUTHORIZED,
+        &STANDARD,
     );
     assert!(
         matches!(e, Some(Error::OAuth { status, error, .. }) if status == 401 && error == "invalid_client")
     );
-    assert!(oauth_error(&map(r#"{"access_token":"a"}"#), StatusCode::OK).is_none());
+    assert!(oauth_error(&map(r#"{"access_token":"a"}"#), StatusCode::OK, &STANDARD).is_none());
 }
 
 #[test]
 fn an_error_inside_a_200_is_an_error() {
-    let result = interpret_token(answer(200, r#"{"error":"invalid_grant"}"#));
+    let result = interpret_token(answer(200, r#"{"error":"invalid_grant"}"#), &STANDARD);
     assert!(matches!(
         result,
         Err(AttemptError::Permanent(Error::InvalidGrant { .. }))
@@ -102,7 +109,7 @@ fn an_error_inside_a_200_is_an_error() {
 
 #[test]
 fn server_errors_are_transient_and_keep_retry_after() {
-    match interpret_token(answer(503, "")) {
+    match interpret_token(answer(503, ""), &STANDARD) {
         Err(AttemptError::Transient { error, retry_after }) => {
             assert!(matches!(error, Error::HttpStatus { status } if status == 503));
             assert_eq!(retry_after, Some(Duration::from_secs(3)));
@@ -110,7 +117,10 @@ fn server_errors_are_transient_and_keep_retry_after() {
         _ => panic!("a 503 is transient"),
     }
     assert!(matches!(
-        interpret_token(answer(400, r#"{"error":"temporarily_unavailable"}"#)),
+        interpret_token(
+            answer(400, r#"{"error":"temporarily_unavailable"}"#),
+            &STANDARD
+        ),
         Err(AttemptError::Transient { .. })
     ));
 }
@@ -118,24 +128,27 @@ fn server_errors_are_transient_and_keep_retry_after() {
 #[test]
 fn redirects_and_junk_are_permanent() {
     assert!(matches!(
-        interpret_token(answer(307, "")),
+        interpret_token(answer(307, ""), &STANDARD),
         Err(AttemptError::Permanent(Error::InvalidResponse { .. }))
     ));
     assert!(matches!(
-        interpret_token(answer(200, "<html>")),
+        interpret_token(answer(200, "<html>"), &STANDARD),
         Err(AttemptError::Permanent(Error::InvalidResponse { .. }))
     ));
     assert!(matches!(
-        interpret_token(answer(200, "[]")),
+        interpret_token(answer(200, "[]"), &STANDARD),
         Err(AttemptError::Permanent(Error::InvalidResponse { .. }))
     ));
 }
 
 #[test]
 fn the_expiry_is_stamped_at_arrival() {
-    let tokens = interpret_token(answer(200, r#"{"access_token":"a","expires_in":60}"#))
-        .ok()
-        .unwrap();
+    let tokens = interpret_token(
+        answer(200, r#"{"access_token":"a","expires_in":60}"#),
+        &STANDARD,
+    )
+    .ok()
+    .unwrap();
     assert_eq!(
         tokens.expires_at(),
         Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1060))
@@ -144,13 +157,16 @@ fn the_expiry_is_stamped_at_arrival() {
 
 #[test]
 fn revocation_is_any_2xx() {
-    assert!(interpret_revocation(answer(200, "")).is_ok());
+    assert!(interpret_revocation(answer(200, ""), &STANDARD).is_ok());
     assert!(matches!(
-        interpret_revocation(answer(400, r#"{"error":"unsupported_token_type"}"#)),
+        interpret_revocation(
+            answer(400, r#"{"error":"unsupported_token_type"}"#),
+            &STANDARD
+        ),
         Err(AttemptError::Permanent(Error::OAuth { .. }))
     ));
     assert!(matches!(
-        interpret_revocation(answer(503, "")),
+        interpret_revocation(answer(503, ""), &STANDARD),
         Err(AttemptError::Transient { .. })
     ));
 }
@@ -158,7 +174,7 @@ fn revocation_is_any_2xx() {
 #[test]
 fn control_characters_in_the_servers_words_are_escaped() {
     let forged = r#"{"error":"invalid_client\u001b[2J","error_description":"no\n2026-12-01T00:00:00Z INFO forged line\r"}"#;
-    let e = oauth_error(&map(forged), StatusCode::UNAUTHORIZED).unwrap();
+    let e = oauth_error(&map(forged), StatusCode::UNAUTHORIZED, &STANDARD).unwrap();
     let shown = e.to_string();
     assert!(
         !shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{1b}'),
