@@ -11,7 +11,9 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 /// `now + after`, saturated to a far future instead of overflowing.
 pub(crate) fn deadline_after(after: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(after).unwrap_or_else(|| now + FAR_FUTURE)
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
 }
 
 /// Whether a wait of `delay` from now would end at or after `deadline`.

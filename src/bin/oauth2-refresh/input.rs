@@ -129,7 +129,10 @@ fn from_object(map: &serde_json::Map<String, Value>) -> Result<StdinTokens, Stri
     if let Some(expires_in) = expires_in.flatten() {
         tokens = tokens.with_expires_in(expires_in);
         if let Some(issued_at) = issued_at {
-            tokens = tokens.with_issued_at(UNIX_EPOCH + Duration::from_secs(issued_at));
+            let issued_at = UNIX_EPOCH
+                .checked_add(Duration::from_secs(issued_at))
+                .ok_or("`issued_at` on stdin is out of range")?;
+            tokens = tokens.with_issued_at(issued_at);
         }
     }
     if let Some(scope) = string_field(map, "scope")? {
@@ -166,6 +169,16 @@ fn string_field(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_issued_at_out_of_range_is_an_error_not_a_panic() {
+        let huge = format!(
+            r#"{{"access_token":"a","refresh_token":"r","expires_in":60,"issued_at":{}}}"#,
+            u64::MAX
+        );
+        let err = parse_stdin(&huge).err().expect("refused");
+        assert!(err.contains("out of range"), "{err}");
+    }
 
     #[test]
     fn accepts_the_three_forms() {
