@@ -191,6 +191,33 @@ impl AuthFlow {
     pub(crate) async fn refresh_after_rejection(&self, sent: Applied) -> Result<Lease, Error> {
         self.manager.refresh_after_rejection(sent).await
     }
+
+    /// After the replay: a 401 again, refreshable and from where the replay
+    /// went, may mean that a peer rotated the tokens while it was in flight
+    /// (servers that revoke the old access token on rotation do this to a
+    /// fleet). Then `copy` is worth one more send, if
+    /// [`newer_after_rejection`](Self::newer_after_rejection) finds a newer
+    /// token; never more than once, and never after a second refresh.
+    pub(crate) fn after_replay<R>(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        answered_by: &Url,
+        copy: Option<R>,
+        sent_to: impl FnOnce(&R) -> &Url,
+    ) -> Option<R> {
+        let copy = copy?;
+        let again = status == StatusCode::UNAUTHORIZED
+            && same_origin(sent_to(&copy), answered_by)
+            && challenge::refresh_may_help(headers);
+        again.then_some(copy)
+    }
+
+    /// A newer token than the one `sent` carried, adopted from this process
+    /// or the store; `None` when there is none (the 401 stands).
+    pub(crate) async fn newer_after_rejection(&self, sent: Applied) -> Option<Lease> {
+        self.manager.newer_after_rejection(sent).await
+    }
 }
 
 #[cfg(test)]

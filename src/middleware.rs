@@ -11,6 +11,7 @@ use reqwest_middleware::{Middleware, Next};
 
 use crate::auth_flow::{AfterResponse, AuthFlow, OriginPolicy};
 use crate::error::Error;
+use crate::manager::Applied;
 use crate::manager::TokenManager;
 
 /// Sends a request without the token: put it in the request's extensions.
@@ -137,8 +138,28 @@ impl Middleware for OAuth2Middleware {
             AfterResponse::RefreshOnly => None,
             AfterResponse::RefreshAndReplay(copy) => Some(copy),
         };
+        // Boxed: the cold path's state stays out of every request's future.
+        Box::pin(self.recover(sent, response, replay, extensions, next)).await
+    }
+}
+
+impl OAuth2Middleware {
+    /// After a refreshable 401: one refresh (shared with every caller that
+    /// saw the same token), one replay, and, only when the replay meets a 401
+    /// because its token was superseded in flight, one send with the newer
+    /// token (adopted, not refreshed).
+    async fn recover(
+        &self,
+        sent: Applied,
+        response: Response,
+        replay: Option<Request>,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
         extensions.insert(RefreshedAfter401);
-        let lease = Box::pin(self.flow.refresh_after_rejection(sent))
+        let lease = self
+            .flow
+            .refresh_after_rejection(sent)
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let Some(mut replay) = replay else {
@@ -147,9 +168,28 @@ impl Middleware for OAuth2Middleware {
             return Ok(response);
         };
         drop(response);
-        lease.apply(replay.headers_mut());
+        let follow = replay.try_clone();
+        let sent = lease.apply(replay.headers_mut());
         tracing::debug!("replaying the request with the new token");
-        next.run(replay, extensions).await
+        let response = next.clone().run(replay, extensions).await?;
+        let (status, answered_by) = (response.status(), response.url());
+        let again = self.flow.after_replay(
+            status,
+            response.headers(),
+            answered_by,
+            follow,
+            Request::url,
+        );
+        let Some(mut again) = again else {
+            return Ok(response);
+        };
+        let Some(lease) = self.flow.newer_after_rejection(sent).await else {
+            return Ok(response);
+        };
+        drop(response);
+        lease.apply(again.headers_mut());
+        tracing::debug!("the token was superseded in flight; sending once more with the newer one");
+        next.run(again, extensions).await
     }
 }
 

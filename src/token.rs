@@ -203,21 +203,32 @@ struct StoredTokenSet {
     expires_in: Option<u64>,
     /// Unix seconds.
     issued_at: u64,
+    /// The nanoseconds past `issued_at`: every process that shares the set
+    /// must agree on its expiry to the instant, or one refreshes a set that
+    /// another has just adopted. Absent in files written by 0.1 (readers
+    /// that do not know it ignore it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    issued_at_nanos: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
 }
 
+fn is_zero(nanos: &u32) -> bool {
+    *nanos == 0
+}
+
 impl Serialize for TokenSet {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let since_epoch = self
+            .issued_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         StoredTokenSet {
             access_token: self.access_token.secret().to_owned(),
             refresh_token: self.refresh_token.as_ref().map(|t| t.secret().to_owned()),
             expires_in: self.expires_in.map(|d| d.as_secs()),
-            issued_at: self
-                .issued_at
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            issued_at: since_epoch.as_secs(),
+            issued_at_nanos: since_epoch.subsec_nanos(),
             scope: self.scope.clone(),
         }
         .serialize(serializer)
@@ -229,8 +240,13 @@ impl<'de> Deserialize<'de> for TokenSet {
         let stored = StoredTokenSet::deserialize(deserializer)?;
         // Stored data may be corrupt or planted: a time past what the
         // platform can represent is an error, never an overflow panic.
+        if stored.issued_at_nanos >= 1_000_000_000 {
+            return Err(serde::de::Error::custom(
+                "`issued_at_nanos` is out of range",
+            ));
+        }
         let issued_at = UNIX_EPOCH
-            .checked_add(Duration::from_secs(stored.issued_at))
+            .checked_add(Duration::new(stored.issued_at, stored.issued_at_nanos))
             .ok_or_else(|| serde::de::Error::custom("`issued_at` is out of range"))?;
         Ok(Self {
             access_token: AccessToken::new(stored.access_token),
@@ -294,6 +310,28 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<TokenSet>(junk).is_err(), "{junk}");
         }
+    }
+
+    #[test]
+    fn the_issue_time_survives_to_the_nanosecond_and_old_files_still_load() {
+        let issued = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        let tokens = TokenSet::new("a")
+            .with_expires_in(Duration::from_secs(4))
+            .with_issued_at(issued);
+        let json = serde_json::to_string(&tokens).unwrap();
+        let back: TokenSet = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.issued_at(), issued, "{json}");
+        assert_eq!(back.expires_at(), tokens.expires_at());
+        // A file written by 0.1: whole seconds only.
+        let old: TokenSet =
+            serde_json::from_str(r#"{"access_token":"a","expires_in":4,"issued_at":1700000000}"#)
+                .unwrap();
+        assert_eq!(
+            old.issued_at(),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+        let bad = r#"{"access_token":"a","issued_at":1,"issued_at_nanos":1000000000}"#;
+        assert!(serde_json::from_str::<TokenSet>(bad).is_err());
     }
 
     #[test]

@@ -120,6 +120,12 @@ pub(crate) fn refresh_at(
     tokens.expires_at().and_then(|at| at.checked_sub(margin))
 }
 
+/// Whether `tokens`' access token is still valid at `now` (or has no known
+/// expiry): usable, if perhaps due for a refresh.
+pub(crate) fn is_usable(tokens: &TokenSet, now: SystemTime) -> bool {
+    tokens.expires_at().is_none_or(|at| now < at)
+}
+
 /// `Bearer <token>`, marked sensitive.
 pub(crate) fn bearer_header(tokens: &TokenSet) -> Result<HeaderValue, Error> {
     let mut header = HeaderValue::try_from(format!("Bearer {}", tokens.access_token().secret()))
@@ -191,12 +197,6 @@ impl Published {
             Some(at) if clock.now() >= at => None,
             _ => Some(read(current)),
         }
-    }
-
-    /// Whether `tokens` would be fresh at `now` (no jitter: a yes/no for
-    /// adopting a peer's set, not a refresh point to publish).
-    pub(crate) fn would_be_fresh(&self, tokens: &TokenSet, now: SystemTime) -> bool {
-        refresh_at(tokens, self.leeway, None).is_none_or(|at| now < at)
     }
 
     /// A set ready to publish as `generation`.

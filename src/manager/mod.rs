@@ -6,6 +6,7 @@
 //! or adopt, save through the [`persist`] session) → back in [`flight`]
 //! (`FlightGuard::publish`, into [`current`]'s published slot).
 
+mod adapters;
 mod background;
 mod budgets;
 mod build;
@@ -280,33 +281,6 @@ impl TokenManager {
     /// A builder from metadata you fetched yourself.
     pub fn from_metadata(metadata: &ServerMetadata) -> TokenManagerBuilder {
         discovery::builder_from(metadata)
-    }
-
-    /// The lease of the published token if it is fresh: one atomic load, a
-    /// clock read and a reference-count increment. Synchronous, so that an
-    /// adapter's future does not carry the slow path.
-    #[inline]
-    pub(crate) fn fresh_lease(&self) -> Option<Lease> {
-        let inner = &self.inner;
-        inner
-            .published
-            .with_fresh(inner.clock.as_ref(), Current::lease)
-    }
-
-    /// The slow path of [`fresh_lease`](Self::fresh_lease): load, or refresh
-    /// first.
-    pub(crate) async fn lease(&self) -> Result<Lease, Error> {
-        Ok(self.current().await?.lease())
-    }
-
-    /// After the API rejected the token a request was sent with: refreshes
-    /// it unless a newer token exists already, and returns the token to
-    /// replay with.
-    pub(crate) async fn refresh_after_rejection(&self, sent: Applied) -> Result<Lease, Error> {
-        let next = self
-            .refresh_generation(sent.generation, Trigger::Rejected)
-            .await?;
-        Ok(next.lease())
     }
 
     /// The current set, refreshed first if it is stale.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::current::Current;
+use super::current::{Current, is_usable};
 use super::flight::FlightGuard;
 use super::persist::{StoreSession, retry_save};
 use super::{GrantKind, Inner};
@@ -156,14 +156,17 @@ async fn refresh_in(
     session: &mut StoreSession<'_>,
     current: &Current,
 ) -> Result<Outcome, Error> {
-    // Our own set wins while it is not saved: the stored one holds a
-    // refresh token we have spent.
+    // A set a peer stored after ours is adopted while its access token is
+    // valid, even inside the leeway: refreshing it again would revoke, at
+    // servers that revoke the old access token on rotation, the token the
+    // other processes have just adopted. Our own set wins while it is not
+    // saved: the stored one holds a refresh token we have spent.
     let base = match session.reread().await? {
         Some(stored) if current.is_persisted() && differs(&stored, current.tokens()) => {
-            if inner.published.would_be_fresh(&stored, inner.clock.now()) {
+            if is_usable(&stored, inner.clock.now()) {
                 return Ok(Outcome::Adopted(stored));
             }
-            // Stale too: refresh with the newer refresh token.
+            // Expired too: refresh with the newer refresh token.
             stored
         }
         _ => current.tokens().clone(),
@@ -222,6 +225,25 @@ async fn salvage(
         saved,
         error,
     }
+}
+
+/// A set a peer stored after `current`, adopted (announced and published)
+/// if its access token is valid; the token endpoint is not called.
+pub(super) async fn follow_peer(
+    inner: &Inner,
+    guard: FlightGuard,
+    current: &Current,
+) -> Option<Arc<Current>> {
+    let mut session = inner.store.session().await.ok()?;
+    let stored = session.latest().await;
+    session.finish().await;
+    let stored = stored.ok().flatten()?;
+    if !differs(&stored, current.tokens()) || !is_usable(&stored, inner.clock.now()) {
+        return None;
+    }
+    tracing::info!("a peer rotated the tokens while the request was in flight; following its set");
+    inner.announce(&stored);
+    guard.publish(stored, true).ok()
 }
 
 /// `invalid_grant` for `base`'s refresh token: someone sharing the store

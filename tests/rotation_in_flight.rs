@@ -1,0 +1,187 @@
+//! Servers that revoke the old access token when they rotate the refresh
+//! token (Django OAuth Toolkit does) make a fleet's in-flight requests meet
+//! 401s whenever a peer rotates. What must hold: a set a peer stored is
+//! adopted while it is valid, even inside the leeway, instead of being
+//! refreshed again; and a replay whose token was superseded while it was in
+//! flight follows the newer token, once, without a second refresh.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest_oauth2_refresh::{BoxError, TokenSet, TokenStore};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use common::{TestClock, builder, client, token_body, token_endpoint_issues};
+
+/// A store shared with a "peer" that the test plays.
+#[derive(Debug, Default)]
+struct Shared(Mutex<Option<TokenSet>>);
+
+impl Shared {
+    fn put(&self, tokens: TokenSet) {
+        *self.0.lock().unwrap() = Some(tokens);
+    }
+}
+
+#[async_trait]
+impl TokenStore for Shared {
+    async fn load(&self) -> Result<Option<TokenSet>, BoxError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+    async fn save(&self, tokens: &TokenSet) -> Result<(), BoxError> {
+        self.put(tokens.clone());
+        Ok(())
+    }
+}
+
+/// The API: only the newest token works. When the token our refresh got
+/// (`at-2`) arrives, a peer has just rotated again: it stored `at-3`, and the
+/// server revoked `at-2`.
+struct Api {
+    store: Arc<Shared>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Respond for Api {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let token = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim_start_matches("Bearer ")
+            .to_owned();
+        self.seen.lock().unwrap().push(token.clone());
+        match token.as_str() {
+            "at-3" => ResponseTemplate::new(200),
+            "at-2" => {
+                let peer = TokenSet::new("at-3")
+                    .with_refresh_token("rt-3")
+                    .with_expires_in(Duration::from_secs(3600));
+                self.store.put(peer);
+                ResponseTemplate::new(401)
+            }
+            _ => ResponseTemplate::new(401),
+        }
+    }
+}
+
+fn first_set() -> TokenSet {
+    TokenSet::new("at-1")
+        .with_refresh_token("rt-1")
+        .with_expires_in(Duration::from_secs(3600))
+}
+
+#[tokio::test]
+async fn a_replay_whose_token_a_peer_superseded_in_flight_follows_the_newer_one() {
+    let auth = MockServer::start().await;
+    let api = MockServer::start().await;
+    token_endpoint_issues(&auth, token_body("at-2", Some("rt-2"), Some(3600)), 1).await;
+    let store = Arc::new(Shared::default());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    Mock::given(path("/orders"))
+        .respond_with(Api {
+            store: store.clone(),
+            seen: seen.clone(),
+        })
+        .mount(&api)
+        .await;
+    let manager = builder(&auth)
+        .store(store.clone())
+        .tokens(first_set())
+        .build()
+        .unwrap();
+    let response = client(&manager, &api)
+        .post(format!("{}/orders", api.uri()))
+        .body("one order")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(*seen.lock().unwrap(), ["at-1", "at-2", "at-3"]);
+    let current = manager.current_tokens().unwrap();
+    assert_eq!(
+        current.refresh_token().unwrap().secret(),
+        "rt-3",
+        "the peer's set is ours now"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_401_with_nothing_newer_stands_and_causes_no_second_refresh() {
+    let auth = MockServer::start().await;
+    let api = MockServer::start().await;
+    token_endpoint_issues(&auth, token_body("at-2", Some("rt-2"), Some(3600)), 1).await;
+    Mock::given(path("/orders"))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(2)
+        .mount(&api)
+        .await;
+    let manager = builder(&auth).tokens(first_set()).build().unwrap();
+    let response = client(&manager, &api)
+        .post(format!("{}/orders", api.uri()))
+        .body("one order")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "handed back after one refresh and one replay"
+    );
+}
+
+#[cfg(feature = "file-store")]
+#[tokio::test]
+async fn a_peers_newer_set_inside_the_leeway_is_adopted_not_refreshed_again() {
+    use reqwest_oauth2_refresh::FileStore;
+    let auth = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
+            "at-2",
+            Some("rt-2"),
+            Some(4),
+        )))
+        .expect(1)
+        .mount(&auth)
+        .await;
+    let dir = std::env::temp_dir().join(format!("oauth2-refresh-rotation-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.json");
+    let seed = TokenSet::new("at-1")
+        .with_refresh_token("rt-1")
+        .with_expires_in(Duration::from_secs(4));
+    let peer = builder(&auth)
+        .store(FileStore::new(&file).unwrap())
+        .tokens(seed)
+        .build()
+        .unwrap();
+    peer.tokens().await.unwrap(); // seeds the file
+    let clock = TestClock::new();
+    let late = builder(&auth)
+        .store(FileStore::new(&file).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(late.tokens().await.unwrap().access_token().secret(), "at-1");
+    // The peer rotates; then this process's clock reaches the peer's set's
+    // leeway (4 s tokens: the last 2 s) while it is still valid.
+    assert_eq!(
+        peer.refresh().await.unwrap().access_token().secret(),
+        "at-2"
+    );
+    clock.advance(Duration::from_millis(2500));
+    let token = late.access_token().await.unwrap();
+    assert_eq!(
+        token.secret(),
+        "at-2",
+        "adopted from the file, no second refresh"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
