@@ -187,9 +187,20 @@ impl AuthFlow {
     }
 
     /// One refresh for every caller that saw this token rejected; a caller
-    /// whose token was already replaced gets the newer one.
-    pub(crate) async fn refresh_after_rejection(&self, sent: Applied) -> Result<Lease, Error> {
-        self.manager.refresh_after_rejection(sent).await
+    /// whose token was already replaced gets the newer one. `None`: the 401
+    /// stands (a token issued moments ago is not refreshed again).
+    pub(crate) async fn refresh_after_rejection(
+        &self,
+        sent: Applied,
+        replaying: bool,
+    ) -> Result<Option<Lease>, Error> {
+        self.manager.refresh_after_rejection(sent, replaying).await
+    }
+
+    /// The replay with a new token met a 401 as well (and no newer token
+    /// exists): remembered, so that this token's next 401s do not refresh.
+    pub(crate) fn replay_rejected(&self, sent: Applied) {
+        self.manager.replay_rejected(sent);
     }
 
     /// After the replay: a 401 again, refreshable and from where the replay

@@ -106,8 +106,8 @@ pub use error::{BoxError, Error};
 pub use file_store::FileStore;
 pub use manager::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT,
-    TokenManager, TokenManagerBuilder,
+    DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_REJECTED_TOKEN_MIN_AGE,
+    DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT, TokenManager, TokenManagerBuilder,
 };
 pub use middleware::{OAuth2Middleware, OAuth2MiddlewareBuilder, SkipOAuth2};
 #[cfg(feature = "redis")]

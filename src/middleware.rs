@@ -157,14 +157,15 @@ impl OAuth2Middleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         extensions.insert(RefreshedAfter401);
-        let lease = self
+        let renewed = self
             .flow
-            .refresh_after_rejection(sent)
+            .refresh_after_rejection(sent, replay.is_some())
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
-        let Some(mut replay) = replay else {
-            // replay_on_401(false): the token is renewed for the requests
-            // that follow, and this 401 goes back to the caller.
+        // replay_on_401(false): the token is renewed for the requests that
+        // follow, and this 401 goes back to the caller; so it does when the
+        // rejected token was too young to refresh again.
+        let (Some(lease), Some(mut replay)) = (renewed, replay) else {
             return Ok(response);
         };
         drop(response);
@@ -184,6 +185,7 @@ impl OAuth2Middleware {
             return Ok(response);
         };
         let Some(lease) = self.flow.newer_after_rejection(sent).await else {
+            self.flow.replay_rejected(sent);
             return Ok(response);
         };
         drop(response);

@@ -7,8 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -263,20 +263,6 @@ async fn a_peer_refresh_is_adopted_instead_of_spending_again() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Captures log lines, to see that a failed save is reported.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A FileStore whose saves fail while `broken` is set, as on a full disk.
 #[derive(Debug)]
 struct FailingDisk {
@@ -340,14 +326,7 @@ impl StoreLock for FailingDiskLock {
 
 #[tokio::test]
 async fn failed_save_keeps_tokens_reports_and_retries() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (captured, _capturing) = common::logs::capture();
     let auth = AuthServer::start().await;
     let dir = temp_dir("savefail");
     let file = dir.join("tokens.json");
@@ -387,7 +366,7 @@ async fn failed_save_keeps_tokens_reports_and_retries() {
         "kept in memory"
     );
     assert_eq!(manager.access_token().await.unwrap().secret(), "at-1");
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("could not save the refreshed tokens"),
         "{logs}"

@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::{client, token_body, token_url};
 use reqwest_oauth2_refresh::{OAuth2Middleware, TokenManager, TokenSet};
 use serde_json::json;
@@ -22,19 +19,6 @@ const SECRETS: [&str; 6] = [
     "client-SECRET",
 ];
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn assert_no_secret(what: &str, text: &str) {
     for secret in SECRETS {
         assert!(!text.contains(secret), "{what} shows {secret}: {text}");
@@ -42,17 +26,10 @@ fn assert_no_secret(what: &str, text: &str) {
 }
 
 // A current-thread runtime keeps every task, the refresh task included, on
-// the thread where the capturing subscriber is the default.
+// the thread whose events are captured.
 #[tokio::test]
 async fn no_secret_in_logs_debug_or_errors() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _capturing) = common::logs::capture();
 
     let auth = MockServer::start().await;
     let api = MockServer::start().await;
@@ -116,7 +93,7 @@ async fn no_secret_in_logs_debug_or_errors() {
         "token set Debug",
         &format!("{:?}", manager.current_tokens().unwrap()),
     );
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("refresh token was rotated"),
         "the capture works: {logs}"

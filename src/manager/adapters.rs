@@ -26,12 +26,50 @@ impl TokenManager {
 
     /// After the API rejected the token a request was sent with: refreshes
     /// it unless a newer token exists already, and returns the token to
-    /// replay with.
-    pub(crate) async fn refresh_after_rejection(&self, sent: Applied) -> Result<Lease, Error> {
+    /// replay with. `None` hands the 401 back: the token was issued moments
+    /// ago, so another would not fix what the API objects to (see
+    /// [`rejected_token_min_age`](crate::TokenManagerBuilder::rejected_token_min_age)),
+    /// and no peer has a newer one.
+    pub(crate) async fn refresh_after_rejection(
+        &self,
+        sent: Applied,
+        replaying: bool,
+    ) -> Result<Option<Lease>, Error> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let min_age = inner.rejected_token_min_age;
+        let young = inner.published.get().filter(|current| {
+            current.generation() == sent.generation
+                && current.too_young_to_refresh(min_age, now, replaying)
+        });
+        if let Some(current) = young {
+            if let Some(newer) = self.newer_after_rejection(sent).await {
+                return Ok(Some(newer));
+            }
+            if current.first_rejection() {
+                tracing::warn!(
+                    "an API rejected a token issued moments ago; not refreshing it again (a new \
+                     token would not fix a wrong audience, the API's clock or a gateway): the \
+                     401 is handed back"
+                );
+            }
+            return Ok(None);
+        }
         let next = self
             .refresh_generation(sent.generation, Trigger::Rejected)
             .await?;
-        Ok(next.lease())
+        Ok(Some(next.lease()))
+    }
+
+    /// A replay with the token of `sent`, right after the refresh that got
+    /// it, met a 401: the API rejects even a new token, so its next 401s
+    /// (while it is young) are handed back instead of refreshed.
+    pub(crate) fn replay_rejected(&self, sent: Applied) {
+        if let Some(current) = self.inner.published.get()
+            && current.generation() == sent.generation
+        {
+            current.mark_rejected_on_replay();
+        }
     }
 
     /// After a replay with a new token met a 401 too: the token may have

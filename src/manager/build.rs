@@ -72,6 +72,7 @@ impl TokenManagerBuilder {
             leeway: self.leeway,
             background: self.background_refresh.then(BackgroundRefresh::default),
             failure_cooldown: self.failure_cooldown,
+            rejected_token_min_age: self.rejected_token_min_age,
             budgets,
         })))
     }

@@ -28,6 +28,10 @@ pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(250);
 pub const DEFAULT_FAILURE_COOLDOWN: Duration = Duration::from_secs(5);
 /// The largest token response that is read.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// How long after the token endpoint issued a token a 401 for it is handed
+/// back instead of refreshing again
+/// ([`TokenManagerBuilder::rejected_token_min_age`]).
+pub const DEFAULT_REJECTED_TOKEN_MIN_AGE: Duration = Duration::from_secs(10);
 /// The time a store gets to load or save
 /// ([`TokenManagerBuilder::store_timeout`]).
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +61,7 @@ pub struct TokenManagerBuilder {
     pub(super) max_response_bytes: usize,
     pub(super) store_timeout: Duration,
     pub(super) policy: ResponsePolicy,
+    pub(super) rejected_token_min_age: Duration,
 }
 
 impl TokenManagerBuilder {
@@ -88,6 +93,7 @@ impl TokenManagerBuilder {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             store_timeout: DEFAULT_STORE_TIMEOUT,
             policy: ResponsePolicy::default(),
+            rejected_token_min_age: DEFAULT_REJECTED_TOKEN_MIN_AGE,
         }
     }
 
@@ -337,6 +343,22 @@ impl TokenManagerBuilder {
         rule: impl Fn(reqwest::StatusCode, &serde_json::Value) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.policy.dead_token = Some(Arc::new(rule));
+        self
+    }
+
+    /// How young a token may be and still be refreshed when an API rejects
+    /// it. A token the token endpoint issued less than this long ago (to
+    /// this manager, or to a peer whose rotation it adopted) that an API
+    /// answers 401 to is not refreshed again: another one would not fix a
+    /// wrong audience, an API's skewed clock or a misconfigured gateway, and
+    /// every refresh would rotate the refresh token. The 401 is handed back
+    /// (after looking for a newer set a peer stored), and logged once per
+    /// token. Tokens that were given or loaded, whose age is unknown, are
+    /// refreshed on their first 401 as always. Default
+    /// [`DEFAULT_REJECTED_TOKEN_MIN_AGE`]; `Duration::ZERO` turns the bound
+    /// off.
+    pub fn rejected_token_min_age(mut self, age: Duration) -> Self {
+        self.rejected_token_min_age = age;
         self
     }
 

@@ -46,6 +46,27 @@ pub(crate) struct Current {
     /// Whether the store holds this set; a set whose save failed must not
     /// be replaced by the older stored one, whose refresh token is spent.
     persisted: AtomicBool,
+    /// Where the set came from, for the bound on 401-driven refreshes.
+    issued: Issued,
+    /// Whether a replay with this set, right after the refresh that got it,
+    /// met a 401 too: the API rejects even a brand-new token.
+    rejected_on_replay: AtomicBool,
+    /// Whether "an API rejects a token issued moments ago" was logged for
+    /// this set: once is enough.
+    rejection_logged: AtomicBool,
+}
+
+/// How a published set came to be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Issued {
+    /// Given, loaded or seeded: its age is unknown.
+    Unknown,
+    /// Issued by the token endpoint (to us, or to a peer whose rotation we
+    /// adopted) at `at`; `after_rejection` if a 401 caused the refresh.
+    At {
+        at: SystemTime,
+        after_rejection: bool,
+    },
 }
 
 impl Current {
@@ -54,6 +75,7 @@ impl Current {
         tokens: TokenSet,
         refresh_at: Option<SystemTime>,
         persisted: bool,
+        issued: Issued,
     ) -> Result<Self, Error> {
         let header = bearer_header(&tokens)?;
         // The first clone of a freshly built header moves its bytes into a
@@ -67,6 +89,9 @@ impl Current {
             header,
             refresh_at,
             persisted: AtomicBool::new(persisted),
+            issued,
+            rejected_on_replay: AtomicBool::new(false),
+            rejection_logged: AtomicBool::new(false),
         })
     }
 
@@ -99,6 +124,40 @@ impl Current {
 
     pub(crate) fn mark_persisted(&self) {
         self.persisted.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a 401 for this set should be handed back rather than cause
+    /// another refresh: the set is younger than `min_age` and the API has
+    /// rejected it as new (a replay right after the refresh met a 401), or,
+    /// for a call that cannot replay, it was itself got because of a 401.
+    pub(crate) fn too_young_to_refresh(
+        &self,
+        min_age: Duration,
+        now: SystemTime,
+        replaying: bool,
+    ) -> bool {
+        let Issued::At {
+            at,
+            after_rejection,
+        } = self.issued
+        else {
+            return false;
+        };
+        let young = now
+            .duration_since(at)
+            .map_or(true, |elapsed| elapsed < min_age);
+        let rejected_as_new = self.rejected_on_replay.load(Ordering::Relaxed);
+        young && (rejected_as_new || (after_rejection && !replaying))
+    }
+
+    /// A replay with this set met a 401.
+    pub(crate) fn mark_rejected_on_replay(&self) {
+        self.rejected_on_replay.store(true, Ordering::Relaxed);
+    }
+
+    /// True the first time only.
+    pub(crate) fn first_rejection(&self) -> bool {
+        !self.rejection_logged.swap(true, Ordering::Relaxed)
     }
 }
 
@@ -205,10 +264,11 @@ impl Published {
         generation: Generation,
         tokens: TokenSet,
         persisted: bool,
+        issued: Issued,
     ) -> Result<Current, Error> {
         let jitter = self.jitter.then(random_fraction);
         let refresh_at = refresh_at(&tokens, self.leeway, jitter);
-        Current::new(generation, tokens, refresh_at, persisted)
+        Current::new(generation, tokens, refresh_at, persisted, issued)
     }
 
     pub(crate) fn set(&self, current: Arc<Current>) {
@@ -229,7 +289,7 @@ mod tests {
             .with_expires_in(Duration::from_secs(lifetime))
             .with_issued_at(issued);
         let at = refresh_at(&tokens, Duration::from_secs(60), jitter);
-        Current::new(Generation(1), tokens, at, true).unwrap()
+        Current::new(Generation(1), tokens, at, true, Issued::Unknown).unwrap()
     }
 
     #[test]
@@ -261,7 +321,7 @@ mod tests {
     #[test]
     fn token_without_expiry_is_always_fresh() {
         let tokens = TokenSet::new("a");
-        let current = Current::new(Generation(1), tokens, None, true).unwrap();
+        let current = Current::new(Generation(1), tokens, None, true, Issued::Unknown).unwrap();
         assert!(current.is_fresh(SystemTime::now() + Duration::from_secs(10 * 365 * 86400)));
     }
 

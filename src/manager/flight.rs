@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
-use super::current::{Current, Generation, Published};
+use super::current::{Current, Generation, Issued, Published};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::token::TokenSet;
@@ -265,13 +265,38 @@ impl FlightGuard {
 
     /// Makes `tokens` the published set. `persisted` says whether the store
     /// has them.
-    pub(crate) fn publish(
+    pub(crate) fn publish(self, tokens: TokenSet, persisted: bool) -> Result<Arc<Current>, Error> {
+        self.publish_as(tokens, persisted, Issued::Unknown)
+    }
+
+    /// [`publish`](Self::publish) for a set the token endpoint has just
+    /// issued (to us, or to a peer whose rotation we adopt);
+    /// `after_rejection` when a 401 caused the refresh.
+    pub(crate) fn publish_new(
+        self,
+        tokens: TokenSet,
+        persisted: bool,
+        after_rejection: bool,
+    ) -> Result<Arc<Current>, Error> {
+        let at = self.clock.now();
+        let issued = Issued::At {
+            at,
+            after_rejection,
+        };
+        self.publish_as(tokens, persisted, issued)
+    }
+
+    fn publish_as(
         mut self,
         tokens: TokenSet,
         persisted: bool,
+        issued: Issued,
     ) -> Result<Arc<Current>, Error> {
         let generation = self.state.generation.next();
-        let current = match self.published.prepare(generation, tokens, persisted) {
+        let prepared = self
+            .published
+            .prepare(generation, tokens, persisted, issued);
+        let current = match prepared {
             Ok(current) => Arc::new(current),
             Err(error) => return Err(self.fail(error)),
         };
@@ -293,7 +318,14 @@ impl FlightGuard {
         error: Error,
     ) -> Result<Arc<Current>, Error> {
         let generation = self.state.generation.next();
-        let current = match self.published.prepare(generation, tokens, persisted) {
+        let issued = Issued::At {
+            at: self.clock.now(),
+            after_rejection: false,
+        };
+        let current = match self
+            .published
+            .prepare(generation, tokens, persisted, issued)
+        {
             Ok(current) => Arc::new(current),
             Err(_) => return Err(self.fail(error)),
         };

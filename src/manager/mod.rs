@@ -27,8 +27,8 @@ use tracing::Instrument as _;
 
 pub use builder::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT,
-    TokenManagerBuilder,
+    DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_REJECTED_TOKEN_MIN_AGE,
+    DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT, TokenManagerBuilder,
 };
 pub(crate) use current::{Applied, Lease};
 
@@ -113,6 +113,7 @@ struct Parts {
     leeway: Duration,
     background: Option<BackgroundRefresh>,
     failure_cooldown: Duration,
+    rejected_token_min_age: Duration,
     budgets: Budgets,
 }
 
@@ -129,6 +130,7 @@ struct Inner {
     on_refresh: Option<RefreshHook>,
     clock: Arc<dyn Clock>,
     background: Option<BackgroundRefresh>,
+    rejected_token_min_age: Duration,
 }
 
 impl Inner {
@@ -151,6 +153,7 @@ impl Inner {
             on_refresh: parts.on_refresh,
             clock: parts.clock,
             background: parts.background,
+            rejected_token_min_age: parts.rejected_token_min_age,
         }
     }
 
@@ -343,7 +346,8 @@ impl TokenManager {
         match guard.current() {
             None => FinishOnDrop::new(refresh::first_load(inner, guard).instrument(span)).await,
             Some(current) => {
-                FinishOnDrop::new(refresh::run(inner, guard, current).instrument(span)).await
+                let run = refresh::run(inner, guard, current, trigger);
+                FinishOnDrop::new(run.instrument(span)).await
             }
         }
     }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::current::{Current, is_usable};
-use super::flight::FlightGuard;
+use super::flight::{FlightGuard, Trigger};
 use super::persist::{StoreSession, retry_save};
 use super::{GrantKind, Inner};
 use crate::endpoint::request::Grant;
@@ -78,7 +78,7 @@ pub(super) async fn first_load(
                 tracing::warn!(error = %error, "could not save the client's token");
             }
             inner.announce(&tokens);
-            tokens
+            return guard.publish_new(tokens, true, false);
         }
         (None, None) => return Err(guard.fail(Error::NoTokens)),
     };
@@ -90,14 +90,18 @@ pub(super) async fn run(
     inner: Arc<Inner>,
     guard: FlightGuard,
     current: Arc<Current>,
+    trigger: Trigger,
 ) -> Result<Arc<Current>, Error> {
+    let after_rejection = trigger == Trigger::Rejected;
     match coordinated(&inner, &current).await {
         Ok(Outcome::Adopted(tokens)) => {
             tracing::info!("adopted the token set another holder of the store refreshed");
             inner.announce(&tokens);
-            guard.publish(tokens, true)
+            guard.publish_new(tokens, true, after_rejection)
         }
-        Ok(Outcome::Refreshed { tokens, saved }) => publish_refreshed(&inner, guard, tokens, saved),
+        Ok(Outcome::Refreshed { tokens, saved }) => {
+            publish_refreshed(&inner, guard, tokens, saved, after_rejection)
+        }
         Ok(Outcome::Salvaged {
             tokens,
             saved,
@@ -125,9 +129,10 @@ fn publish_refreshed(
     guard: FlightGuard,
     tokens: TokenSet,
     saved: Result<(), Error>,
+    after_rejection: bool,
 ) -> Result<Arc<Current>, Error> {
     inner.announce(&tokens);
-    let next = guard.publish(tokens, saved.is_ok())?;
+    let next = guard.publish_new(tokens, saved.is_ok(), after_rejection)?;
     tracing::info!(
         generation = next.generation().get(),
         expires_in_secs = next.tokens().expires_in().map(|d| d.as_secs()),
@@ -243,7 +248,7 @@ pub(super) async fn follow_peer(
     }
     tracing::info!("a peer rotated the tokens while the request was in flight; following its set");
     inner.announce(&stored);
-    guard.publish(stored, true).ok()
+    guard.publish_new(stored, true, false).ok()
 }
 
 /// `invalid_grant` for `base`'s refresh token: someone sharing the store
