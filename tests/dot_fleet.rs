@@ -60,6 +60,13 @@ struct Shape {
     interval: Duration,
     duration: Duration,
     access_token_seconds: u64,
+    /// How long the server holds each API request before checking its
+    /// token (a busy server's queue).
+    api_delay_ms: u64,
+    /// Open loop: a round starts every interval whether the last one is
+    /// done or not (`DOT_FLEET_OPEN_LOOP=1`). Default: closed, each round
+    /// waits for the one before.
+    open_loop: bool,
 }
 
 impl Shape {
@@ -78,6 +85,8 @@ impl Shape {
             interval: Duration::from_millis(var("DOT_FLEET_INTERVAL_MS", 200)),
             duration: Duration::from_secs(var("DOT_FLEET_SECONDS", 16)),
             access_token_seconds: var("DOT_ACCESS_TOKEN_SECONDS", 4),
+            api_delay_ms: var("DOT_API_DELAY_MS", 0),
+            open_loop: var("DOT_FLEET_OPEN_LOOP", 0) == 1,
         }
     }
 }
@@ -107,7 +116,8 @@ struct WorkerEnv<'a> {
 /// A worker process of the fleet: a `TokenManager` on the shared token file
 /// and a client with our middleware, sending rounds of concurrent requests.
 /// It prints `@@ready`, waits for `go` on stdin, then prints one line per
-/// request, `@@req <ms since go> <outcome>`, and `@@done` at the end.
+/// request, `@@req <ms since go, at the send> <ms it took> <outcome>`, and
+/// `@@done` at the end.
 mod worker {
     use super::*;
 
@@ -149,14 +159,24 @@ mod worker {
             let start = Instant::now();
             let mut ticks = tokio::time::interval(shape.interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut in_flight = tokio::task::JoinSet::new();
             while start.elapsed() < shape.duration {
                 ticks.tick().await;
-                let sends = (0..shape.concurrency).map(|_| async {
-                    let outcome = outcome(client.get(&api_url).send().await).await;
-                    println!("@@req {} {outcome}", start.elapsed().as_millis());
-                });
-                futures_util::future::join_all(sends).await;
+                for _ in 0..shape.concurrency {
+                    let (client, api_url) = (client.clone(), api_url.clone());
+                    in_flight.spawn(async move {
+                        let sent = start.elapsed();
+                        let outcome = outcome(client.get(&api_url).send().await).await;
+                        let took = start.elapsed() - sent;
+                        println!("@@req {} {} {outcome}", sent.as_millis(), took.as_millis());
+                    });
+                }
+                if !shape.open_loop {
+                    // Closed loop: the next round waits for this one.
+                    while in_flight.join_next().await.is_some() {}
+                }
             }
+            while in_flight.join_next().await.is_some() {}
             println!("@@done");
             ExitCode::SUCCESS
         })
@@ -255,14 +275,38 @@ struct Tally {
     returned_401: u64,
     /// Outcome (without its time) -> count, for everything but 200.
     failures: BTreeMap<String, u64>,
-    /// The first failures, as `worker N at T ms: outcome`.
+    /// The first failures, as `worker N, sent at T ms, D ms: outcome`.
     examples: Vec<String>,
+    /// How long each request took, in ms.
+    took_ms: Vec<u64>,
 }
 
 impl Tally {
+    /// The 50th, 99th and 100th percentile of the requests' times, in ms.
+    fn latency(&mut self) -> (u64, u64, u64) {
+        self.took_ms.sort_unstable();
+        let at = |q: f64| {
+            let last = self.took_ms.len().saturating_sub(1);
+            self.took_ms
+                .get(((last as f64) * q).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        (at(0.5), at(0.99), at(1.0))
+    }
+
     fn add(&mut self, worker: usize, line: &str) {
-        let (ms, outcome) = line.split_once(' ').unwrap_or((line, ""));
+        let mut fields = line.splitn(3, ' ');
+        let (ms, took, outcome) = (
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default(),
+        );
         self.requests += 1;
+        self.took_ms.push(
+            took.parse()
+                .unwrap_or_else(|_| panic!("a request line: {line}")),
+        );
         if outcome == "200" {
             self.ok += 1;
             return;
@@ -272,8 +316,9 @@ impl Tally {
         }
         *self.failures.entry(outcome.to_owned()).or_default() += 1;
         if self.examples.len() < 20 {
-            self.examples
-                .push(format!("worker {worker} at {ms} ms: {outcome}"));
+            self.examples.push(format!(
+                "worker {worker}, sent at {ms} ms, {took} ms: {outcome}"
+            ));
         }
     }
 }
@@ -284,6 +329,7 @@ async fn run_fleet(env: &WorkerEnv<'_>) -> Tally {
     let limit = env.shape.duration + Duration::from_secs(90);
     let mut workers = Vec::new();
     for index in 0..env.shape.processes {
+        // The workers read their Shape from the environment they inherit.
         let mut child = Command::new(std::env::current_exe().expect("this test binary"))
             .env(WORKER_ENV, index.to_string())
             .env("DOT_FLEET_TOKEN_URL", env.token_url)
@@ -291,16 +337,6 @@ async fn run_fleet(env: &WorkerEnv<'_>) -> Tally {
             .env("DOT_FLEET_CLIENT_ID", env.client_id)
             .env("DOT_FLEET_CLIENT_SECRET", env.client_secret)
             .env("DOT_FLEET_TOKEN_FILE", env.token_file)
-            .env("DOT_FLEET_PROCESSES", env.shape.processes.to_string())
-            .env("DOT_FLEET_CONCURRENCY", env.shape.concurrency.to_string())
-            .env(
-                "DOT_FLEET_INTERVAL_MS",
-                env.shape.interval.as_millis().to_string(),
-            )
-            .env(
-                "DOT_FLEET_SECONDS",
-                env.shape.duration.as_secs().to_string(),
-            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -367,10 +403,12 @@ async fn read_worker(
 
 async fn fleet_sharing_a_file_store_never_returns_a_peers_401() {
     let shape = Shape::from_env();
-    let server = tokio::task::spawn_blocking(move || DotServer::start(shape.access_token_seconds))
-        .await
-        .expect("the server start does not panic")
-        .unwrap_or_else(|reason| panic!("the DOT server did not start: {reason}"));
+    let server = tokio::task::spawn_blocking(move || {
+        DotServer::start(shape.access_token_seconds, shape.api_delay_ms)
+    })
+    .await
+    .expect("the server start does not panic")
+    .unwrap_or_else(|reason| panic!("the DOT server did not start: {reason}"));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -388,7 +426,7 @@ async fn fleet_sharing_a_file_store_never_returns_a_peers_401() {
 
     let (token_url, api_url) = (server.token_url(), server.api_url());
     let started = Instant::now();
-    let tally = run_fleet(&WorkerEnv {
+    let mut tally = run_fleet(&WorkerEnv {
         token_url: &token_url,
         api_url: &api_url,
         client_id: &server.ready.client_id,
@@ -430,12 +468,14 @@ async fn fleet_sharing_a_file_store_never_returns_a_peers_401() {
     let refresh_errors = count(&after, "refresh_errors");
     let server_401 = count(&during, "api_401");
     println!(
-        "dot_fleet: {} processes x {} requests every {:?} for {:?} (access tokens of {} s), {:.1} s",
+        "dot_fleet: {} processes x {} requests every {:?} ({} loop) for {:?} (access tokens of {} s, API delay {} ms), {:.1} s",
         shape.processes,
         shape.concurrency,
         shape.interval,
+        if shape.open_loop { "open" } else { "closed" },
         shape.duration,
         shape.access_token_seconds,
+        shape.api_delay_ms,
         fleet_time.as_secs_f64()
     );
     println!(
@@ -450,6 +490,8 @@ async fn fleet_sharing_a_file_store_never_returns_a_peers_401() {
         count(&during, "api_200"),
         during["api_401_reasons"]
     );
+    let (p50, p99, max) = tally.latency();
+    println!("dot_fleet: request times: p50 {p50} ms, p99 {p99} ms, max {max} ms");
     println!("dot_fleet: token family {family}");
     for (outcome, n) in &tally.failures {
         println!("dot_fleet: {n} x {outcome}");

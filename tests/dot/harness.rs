@@ -144,8 +144,9 @@ pub struct DotServer {
 
 impl DotServer {
     /// Starts the server on a free loopback port and waits (bounded) for
-    /// its ready line.
-    pub fn start(access_token_seconds: u64) -> Result<Self, String> {
+    /// its ready line. Its access tokens live `access_token_seconds`; each
+    /// API request waits `api_delay_ms` before its token is checked.
+    pub fn start(access_token_seconds: u64, api_delay_ms: u64) -> Result<Self, String> {
         let db_dir = std::env::temp_dir().join(format!("dot-fleet-db-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&db_dir);
         std::fs::create_dir_all(&db_dir)
@@ -155,6 +156,7 @@ impl DotServer {
             .env("DOT_DB_DIR", &db_dir)
             .env("PORT", "0")
             .env("DOT_ACCESS_TOKEN_SECONDS", access_token_seconds.to_string())
+            .env("DOT_API_DELAY_MS", api_delay_ms.to_string())
             .env("EXIT_ON_STDIN_EOF", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())

@@ -8,12 +8,15 @@
   opt-in, RFC 6750/9728) turns it into 401 with
   `WWW-Authenticate: Bearer error="invalid_token",error_description=...`.
 - /test/stats reports the counts as JSON.
+- DOT_API_DELAY_MS (default 0) makes /api/ping wait before DOT checks the
+  token, as a busy server's queue does.
 
 The server is one process with a thread per connection, so the counts are
 plain dicts under one lock.
 """
 
 import json
+import os
 import threading
 import time
 
@@ -21,6 +24,10 @@ from django.http import HttpResponse, JsonResponse
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.views import ProtectedResourceView, TokenView
 from oauth2_provider.views.mixins import ProtectedResourceMetadataMixin
+
+# DOT_API_DELAY_MS: each /api/ping request waits this long before DOT
+# checks its token (default 0), as on a server with a queue.
+API_DELAY = int(os.environ.get("DOT_API_DELAY_MS", "0")) / 1000
 
 _lock = threading.Lock()
 _started = time.monotonic()
@@ -79,6 +86,10 @@ class PingView(ProtectedResourceMetadataMixin, ProtectedResourceView):
         return response
 
     def dispatch(self, request, *args, **kwargs):
+        if API_DELAY:
+            # A busy server: the request waits before its token is checked,
+            # so a rotation meanwhile makes it a 401.
+            time.sleep(API_DELAY)
         response = super().dispatch(request, *args, **kwargs)
         if response.status_code == 200:
             with _lock:
