@@ -370,6 +370,24 @@ async fn run_fleet(env: &WorkerEnv<'_>) -> Tally {
     tally
 }
 
+/// The token file's directory, removed when the test ends, passed or not.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("dot-fleet-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A worker's request lines, up to its `@@done`, within `limit`; then its
 /// exit, which must be a success.
 async fn read_worker(
@@ -414,10 +432,8 @@ async fn fleet_sharing_a_file_store_never_returns_a_peers_401() {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("a client");
-    let dir = std::env::temp_dir().join(format!("dot-fleet-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temp dir");
-    let token_file = dir.join("tokens.json");
+    let dir = TempDir::new();
+    let token_file = dir.0.join("tokens.json");
     let store = FileStore::new(&token_file).expect("a token file path");
     store
         .save(&first_tokens(&http, &server).await)
@@ -522,5 +538,4 @@ async fn fleet_sharing_a_file_store_never_returns_a_peers_401() {
         "every request succeeds: {:?}",
         tally.failures
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
