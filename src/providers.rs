@@ -14,14 +14,26 @@
 //! # let _ = manager; Ok(()) }
 //! ```
 //!
-//! | provider | rotates refresh tokens | needs `scope` on refresh | revocation |
-//! |---|---|---|---|
-//! | Google | no (the refresh token stays) | no | yes |
-//! | Auth0 | when rotation is on for the app (reuse detection revokes the family) | no | yes |
-//! | Microsoft Entra ID | yes, on every refresh | yes, for the resource wanted | no RFC 7009 endpoint |
-//! | Amazon Cognito | when rotation is on for the app client | no | yes |
-//! | Okta | when rotation is on (with a grace period for reuse) | no | yes |
-//! | Keycloak | when "Revoke Refresh Token" is on for the realm | no | yes |
+//! | provider | rotates refresh tokens | needs `scope` on refresh | revocation | dead refresh token |
+//! |---|---|---|---|---|
+//! | Google | no (the refresh token stays) | no | yes | `invalid_grant` |
+//! | Auth0 | when rotation is on for the app (reuse detection revokes the family) | no | yes | `invalid_grant` in a 403 |
+//! | Microsoft Entra ID | yes, on every refresh | yes, for the resource wanted | no RFC 7009 endpoint | `invalid_grant` (AADSTS codes) |
+//! | Amazon Cognito | when rotation is on for the app client | no | yes | `invalid_grant` |
+//! | Okta | when rotation is on (with a grace period for reuse) | no | yes | `invalid_grant` |
+//! | Keycloak | when "Revoke Refresh Token" is on for the realm | no | yes | `invalid_grant` |
+//! | GitHub (App user tokens) | yes, on every refresh | no | no RFC 7009 endpoint | `bad_refresh_token` in a 200 |
+//! | Slack | yes, on every refresh (token rotation) | no | no RFC 7009 endpoint | `invalid_refresh_token` in a 200 |
+//! | Twitch | the answer carries a refresh token, which may change | no | yes | a 400 with `message` "Invalid refresh token" |
+//! | HubSpot | no (the same refresh token comes back) | no | no RFC 7009 endpoint | a 400 with `status` `BAD_REFRESH_TOKEN` |
+//! | Zoho | no (the answer carries none) | no | yes | `invalid_code` |
+//! | Fitbit | yes, on every refresh | no | yes | a 400 with `errors[].errorType` `invalid_grant` |
+//! | Strava | the answer carries a refresh token, which may change | no | no RFC 7009 endpoint | a 400 with `errors[]` naming `refresh_token` |
+//!
+//! Presets that take a host or base URL accept a full URL too (`http://` only
+//! for loopback, like every URL here). The presets whose host is fixed also
+//! have their settings alone, without the endpoints, in [`rules`]: for the
+//! same provider behind another URL (a proxy, a test server).
 
 use crate::endpoint::client_auth::ClientAuth;
 use crate::manager::{TokenManager, TokenManagerBuilder};
@@ -49,7 +61,7 @@ fn base(host: &str) -> String {
 /// expire after 7 days. Google accepts the client secret in the body and in
 /// Basic; this preset sends it in the body, as Google documents.
 pub fn google() -> TokenManagerBuilder {
-    prefers_post(
+    rules::google(
         TokenManager::builder("https://oauth2.googleapis.com/token")
             .revocation_url("https://oauth2.googleapis.com/revoke"),
     )
@@ -82,7 +94,7 @@ pub fn auth0(domain: &str) -> TokenManagerBuilder {
 /// with [`scope`](TokenManagerBuilder::scope). It has no RFC 7009 revocation
 /// endpoint. Confidential clients send the secret in the body.
 pub fn entra(tenant: &str) -> TokenManagerBuilder {
-    prefers_post(TokenManager::builder(&format!(
+    rules::entra(TokenManager::builder(&format!(
         "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
     )))
 }
@@ -123,6 +135,228 @@ pub fn keycloak(base_url: &str, realm: &str) -> TokenManagerBuilder {
     TokenManager::builder(&format!("{base}/token")).revocation_url(&format!("{base}/revoke"))
 }
 
+/// GitHub, for GitHub App user access tokens that expire
+/// (`https://github.com/login/oauth/access_token`).
+///
+/// Every refresh returns a new refresh token and spends the old one (keep
+/// the newest). GitHub answers a dead refresh token with
+/// `bad_refresh_token` inside an HTTP 200, which this preset makes
+/// [`Error::InvalidGrant`](crate::Error::InvalidGrant). The client id and
+/// secret go in the body, as GitHub documents; tokens from the device flow
+/// are refreshed without a secret (a public client). GitHub has no RFC 7009
+/// revocation endpoint. OAuth Apps (not GitHub Apps) get tokens that do not
+/// expire and no refresh token. For GitHub Enterprise Server see
+/// [`github_enterprise`].
+pub fn github() -> TokenManagerBuilder {
+    rules::github(TokenManager::builder(
+        "https://github.com/login/oauth/access_token",
+    ))
+}
+
+/// GitHub Enterprise Server, for its host (e.g. `github.example.com`):
+/// [`github`] at `https://{host}/login/oauth/access_token`.
+pub fn github_enterprise(host: &str) -> TokenManagerBuilder {
+    rules::github(TokenManager::builder(&format!(
+        "{}/login/oauth/access_token",
+        base(host)
+    )))
+}
+
+/// Slack, for apps with token rotation on
+/// (`https://slack.com/api/oauth.v2.access`).
+///
+/// Every refresh returns a new refresh token (keep the newest) and an access
+/// token that lasts 12 hours. Slack names the token `bot` or `user` in
+/// `token_type`, which this preset accepts as bearer tokens, and answers a
+/// dead refresh token with `{"ok": false, "error": "invalid_refresh_token"}`
+/// in an HTTP 200, which this preset makes
+/// [`Error::InvalidGrant`](crate::Error::InvalidGrant). Slack asks for the
+/// client id and secret in HTTP Basic rather than the body (the default with
+/// a secret). A bot token and a user token have refresh tokens of their
+/// own: use one manager for each.
+pub fn slack() -> TokenManagerBuilder {
+    rules::slack(TokenManager::builder(
+        "https://slack.com/api/oauth.v2.access",
+    ))
+}
+
+/// Twitch (`https://id.twitch.tv/oauth2/token`).
+///
+/// The answer carries a refresh token, which may differ from the one sent
+/// (keep the newest). Twitch answers a dead refresh token with a 400 whose
+/// body is `{"status": 400, "message": "Invalid refresh token"}` (with
+/// `"error": "Bad Request"`), not an OAuth error code; this preset
+/// recognises that answer as [`Error::InvalidGrant`](crate::Error::InvalidGrant).
+/// The client id and secret go in the body. Revocation at
+/// `https://id.twitch.tv/oauth2/revoke`.
+pub fn twitch() -> TokenManagerBuilder {
+    rules::twitch(
+        TokenManager::builder("https://id.twitch.tv/oauth2/token")
+            .revocation_url("https://id.twitch.tv/oauth2/revoke"),
+    )
+}
+
+/// HubSpot (`https://api.hubapi.com/oauth/v1/token`, the v1 OAuth API).
+///
+/// HubSpot returns the same refresh token with every refresh and an access
+/// token that lasts 30 minutes. It answers a dead refresh token with a 400
+/// whose body is `{"status": "BAD_REFRESH_TOKEN", "message": ...}`, without
+/// an OAuth `error` code; this preset recognises that answer as
+/// [`Error::InvalidGrant`](crate::Error::InvalidGrant). The client id and
+/// secret go in the body.
+pub fn hubspot() -> TokenManagerBuilder {
+    rules::hubspot(TokenManager::builder(
+        "https://api.hubapi.com/oauth/v1/token",
+    ))
+}
+
+/// Zoho, for the accounts server of the user's data centre, such as
+/// `accounts.zoho.com`, `accounts.zoho.eu` or `accounts.zoho.in`.
+///
+/// Zoho keeps the refresh token (the answer carries none) and answers a dead
+/// one with the error code `invalid_code`, which this preset makes
+/// [`Error::InvalidGrant`](crate::Error::InvalidGrant). The client id and
+/// secret go in the body. Revocation at `/oauth/v2/token/revoke`.
+pub fn zoho(accounts_server: &str) -> TokenManagerBuilder {
+    let base = format!("{}/oauth/v2/token", base(accounts_server));
+    prefers_post(TokenManager::builder(&base))
+        .revocation_url(&format!("{base}/revoke"))
+        .invalid_grant_error("invalid_code")
+}
+
+/// Fitbit (`https://api.fitbit.com/oauth2/token`).
+///
+/// Every refresh returns a new refresh token and spends the old one (keep
+/// the newest). Fitbit reports errors in its own shape,
+/// `{"errors": [{"errorType": ..., "message": ...}], "success": false}`;
+/// this preset makes an answer whose `errorType` is `invalid_grant`
+/// [`Error::InvalidGrant`](crate::Error::InvalidGrant). Server apps send the
+/// client id and secret in HTTP Basic (the default with a secret); client
+/// apps send only the client id. Revocation at
+/// `https://api.fitbit.com/oauth2/revoke`.
+pub fn fitbit() -> TokenManagerBuilder {
+    rules::fitbit(
+        TokenManager::builder("https://api.fitbit.com/oauth2/token")
+            .revocation_url("https://api.fitbit.com/oauth2/revoke"),
+    )
+}
+
+/// Strava (`https://www.strava.com/oauth/token`).
+///
+/// The answer carries a refresh token, which may differ from the one sent
+/// (keep the newest); access tokens last six hours. Strava answers a dead
+/// refresh token with a 400 whose `errors` name the field `refresh_token`
+/// as `invalid`, without an OAuth `error` code; this preset recognises that
+/// answer as [`Error::InvalidGrant`](crate::Error::InvalidGrant). The client
+/// id and secret go in the body. Strava has no RFC 7009 revocation endpoint.
+pub fn strava() -> TokenManagerBuilder {
+    rules::strava(TokenManager::builder("https://www.strava.com/oauth/token"))
+}
+
+/// The settings of the presets whose host is fixed, without their
+/// endpoints: for the same provider behind another URL, such as a proxy or
+/// a test server.
+///
+/// ```
+/// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+/// use reqwest_oauth2_refresh::{providers, TokenManager};
+/// let manager = providers::rules::slack(TokenManager::builder(
+///     "https://slack-proxy.internal.example/api/oauth.v2.access",
+/// ))
+/// .client_id("123.456")
+/// .client_secret("…")
+/// .build()?;
+/// # let _ = manager; Ok(()) }
+/// ```
+///
+/// Each rule set that recognises an answer with no OAuth error code (Twitch,
+/// HubSpot, Fitbit, Strava) uses
+/// [`invalid_grant_when`](TokenManagerBuilder::invalid_grant_when): a later
+/// call of that method replaces the preset's rule.
+pub mod rules {
+    use reqwest::StatusCode;
+    use serde_json::Value;
+
+    use super::prefers_post;
+    use crate::manager::TokenManagerBuilder;
+
+    /// [`google`](super::google)'s settings: the secret in the body.
+    pub fn google(builder: TokenManagerBuilder) -> TokenManagerBuilder {
+        prefers_post(builder)
+    }
+
+    /// [`entra`](super::entra)'s settings: the secret in the body.
+    pub fn entra(builder: TokenManagerBuilder) -> TokenManagerBuilder {
+        prefers_post(builder)
+    }
+
+    /// [`github`](super::github)'s settings: `bad_refresh_token` is
+    /// `invalid_grant`; the secret in the body.
+    pub fn github(builder: TokenManagerBuilder) -> TokenManagerBuilder {
+        prefers_post(builder).invalid_grant_error("bad_refresh_token")
+    }
+
+    /// [`slack`](super::slack)'s settings: `invalid_refresh_token` is
+    /// `invalid_grant`; `token_type` `bot` and `user` are bearer tokens.
+    pub fn slack(builder: TokenManagerBuilder) -> TokenManagerBuilder {
+        builder
+            .invalid_grant_error("invalid_refresh_token")
+            .bearer_token_type("bot")
+            .bearer_token_type("user")
+    }
+
+    /// [`twitch`](super::twitch)'s settings: its "Invalid refresh token"
+    /// answer is `invalid_grant`; the secret in the body.
+    pub fn twitch(builder: TokenManagerBuilder) -> TokenManagerBuilder {
+        prefers_post(builder).invalid_grant_when(twitch_dead_token)
+    }
+
+    /// [`hubspot`](super::hubspot)'s settings: its `BAD_REFRESH_TOKEN`
+    /// answer is `invalid_grant`; the secret in the body.
+    pub fn hubspot(builder: TokenManagerBuilder) -> TokenManagerBuilder {
+        prefers_post(builder).invalid_grant_when(hubspot_dead_token)
+    }
+
+    /// [`fitbit`](super::fitbit)'s settings: an `errorType` of
+    /// `invalid_grant` is `invalid_grant`.
+    pub fn fitbit(builder: TokenManagerBuilder) -> TokenManagerBuilder {
+        builder.invalid_grant_when(fitbit_dead_token)
+    }
+
+    /// [`strava`](super::strava)'s settings: its "refresh_token invalid"
+    /// answer is `invalid_grant`; the secret in the body.
+    pub fn strava(builder: TokenManagerBuilder) -> TokenManagerBuilder {
+        prefers_post(builder).invalid_grant_when(strava_dead_token)
+    }
+
+    /// `{"status": 400, "message": "Invalid refresh token"}` in a 400.
+    pub(super) fn twitch_dead_token(status: StatusCode, body: &Value) -> bool {
+        status == StatusCode::BAD_REQUEST && body["message"] == "Invalid refresh token"
+    }
+
+    /// `{"status": "BAD_REFRESH_TOKEN", ...}` in a 400.
+    pub(super) fn hubspot_dead_token(status: StatusCode, body: &Value) -> bool {
+        status == StatusCode::BAD_REQUEST && body["status"] == "BAD_REFRESH_TOKEN"
+    }
+
+    /// `{"errors": [{"errorType": "invalid_grant", ...}]}` in an error.
+    pub(super) fn fitbit_dead_token(status: StatusCode, body: &Value) -> bool {
+        !status.is_success() && errors(body).any(|e| e["errorType"] == "invalid_grant")
+    }
+
+    /// `{"errors": [{"field": "refresh_token", "code": "invalid", ...}]}` in
+    /// a 400.
+    pub(super) fn strava_dead_token(status: StatusCode, body: &Value) -> bool {
+        status == StatusCode::BAD_REQUEST
+            && errors(body).any(|e| e["field"] == "refresh_token" && e["code"] == "invalid")
+    }
+
+    /// The entries of an `errors` array, none if there is none.
+    fn errors(body: &Value) -> impl Iterator<Item = &Value> {
+        body["errors"].as_array().into_iter().flatten()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +389,20 @@ mod tests {
                 keycloak("https://sso.example.com", "demo"),
                 "https://sso.example.com/realms/demo/protocol/openid-connect/token",
             ),
+            (github(), "https://github.com/login/oauth/access_token"),
+            (
+                github_enterprise("ghe.example.com"),
+                "https://ghe.example.com/login/oauth/access_token",
+            ),
+            (slack(), "https://slack.com/api/oauth.v2.access"),
+            (twitch(), "https://id.twitch.tv/oauth2/token"),
+            (hubspot(), "https://api.hubapi.com/oauth/v1/token"),
+            (
+                zoho("accounts.zoho.eu"),
+                "https://accounts.zoho.eu/oauth/v2/token",
+            ),
+            (fitbit(), "https://api.fitbit.com/oauth2/token"),
+            (strava(), "https://www.strava.com/oauth/token"),
         ] {
             assert_eq!(built(builder).token_url().as_str(), url);
         }
@@ -174,5 +422,76 @@ mod tests {
         );
         let public = google().client_id("id").build().unwrap();
         assert_eq!(public.client_auth(), ClientAuth::None);
+    }
+
+    #[test]
+    fn new_presets_pick_the_documented_client_authentication() {
+        for (name, builder, method) in [
+            ("github", github(), ClientAuth::SecretPost),
+            ("slack", slack(), ClientAuth::SecretBasic),
+            ("twitch", twitch(), ClientAuth::SecretPost),
+            ("hubspot", hubspot(), ClientAuth::SecretPost),
+            ("zoho", zoho("accounts.zoho.com"), ClientAuth::SecretPost),
+            ("fitbit", fitbit(), ClientAuth::SecretBasic),
+            ("strava", strava(), ClientAuth::SecretPost),
+        ] {
+            assert_eq!(built(builder).client_auth(), method, "{name}");
+        }
+        // GitHub's device-flow tokens are refreshed without a secret.
+        let device = github().client_id("Iv1.app").build().unwrap();
+        assert_eq!(device.client_auth(), ClientAuth::None);
+    }
+
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    const BAD: StatusCode = StatusCode::BAD_REQUEST;
+
+    #[test]
+    fn twitch_rule_matches_only_the_invalid_refresh_token_answer() {
+        let dead =
+            json!({"error": "Bad Request", "status": 400, "message": "Invalid refresh token"});
+        assert!(rules::twitch_dead_token(BAD, &dead));
+        // The answer as some clients saw it, without `error`.
+        let bare = json!({"status": 400, "message": "Invalid refresh token"});
+        assert!(rules::twitch_dead_token(BAD, &bare));
+        let secret = json!({"status": 403, "message": "invalid client secret"});
+        assert!(!rules::twitch_dead_token(StatusCode::FORBIDDEN, &secret));
+        assert!(!rules::twitch_dead_token(StatusCode::OK, &dead));
+    }
+
+    #[test]
+    fn hubspot_rule_matches_only_bad_refresh_token() {
+        let dead =
+            json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or invalid refresh token"});
+        assert!(rules::hubspot_dead_token(BAD, &dead));
+        let client = json!({"status": "BAD_CLIENT_ID", "message": "missing or invalid client id"});
+        assert!(!rules::hubspot_dead_token(BAD, &client));
+        assert!(!rules::hubspot_dead_token(StatusCode::OK, &dead));
+    }
+
+    #[test]
+    fn fitbit_rule_matches_only_invalid_grant_in_its_errors() {
+        let dead = json!({"errors": [{"errorType": "invalid_grant", "message": "Refresh token invalid: x"}], "success": false});
+        assert!(rules::fitbit_dead_token(BAD, &dead));
+        assert!(rules::fitbit_dead_token(StatusCode::UNAUTHORIZED, &dead));
+        let client = json!({"errors": [{"errorType": "invalid_client", "message": "Invalid authorization header"}], "success": false});
+        assert!(!rules::fitbit_dead_token(StatusCode::UNAUTHORIZED, &client));
+        assert!(!rules::fitbit_dead_token(
+            BAD,
+            &json!({"errors": "invalid_grant"})
+        ));
+        assert!(!rules::fitbit_dead_token(StatusCode::OK, &dead));
+    }
+
+    #[test]
+    fn strava_rule_matches_only_an_invalid_refresh_token_field() {
+        let dead = json!({"message": "Bad Request", "errors": [{"resource": "RefreshToken", "field": "refresh_token", "code": "invalid"}]});
+        assert!(rules::strava_dead_token(BAD, &dead));
+        let secret = json!({"message": "Bad Request", "errors": [{"resource": "Application", "field": "client_secret", "code": "invalid"}]});
+        assert!(!rules::strava_dead_token(BAD, &secret));
+        let missing = json!({"message": "Bad Request", "errors": [{"resource": "RefreshToken", "field": "refresh_token", "code": "missing"}]});
+        assert!(!rules::strava_dead_token(BAD, &missing));
+        assert!(!rules::strava_dead_token(StatusCode::UNAUTHORIZED, &dead));
     }
 }
