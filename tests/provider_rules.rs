@@ -80,3 +80,27 @@ async fn a_bearer_token_under_another_name_is_accepted() {
         "at-2"
     );
 }
+
+#[tokio::test]
+async fn rules_add_up_and_a_message_describes_the_dead_token() {
+    let server = MockServer::start().await;
+    let body =
+        json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"});
+    token_endpoint_answers(&server, 400, body).await;
+    let manager = builder(&server)
+        .invalid_grant_when(|_, body| body["errors"].is_array())
+        .invalid_grant_when(|status, body| status == 400 && body["status"] == "BAD_REFRESH_TOKEN")
+        .tokens(tokens())
+        .build()
+        .unwrap();
+    let err = manager.refresh().await.unwrap_err();
+    match err {
+        Error::InvalidGrant { description } => {
+            assert_eq!(
+                description.as_deref(),
+                Some("missing or unknown refresh token")
+            );
+        }
+        other => panic!("not InvalidGrant: {other:?}"),
+    }
+}

@@ -63,8 +63,9 @@ pub(crate) struct ResponsePolicy {
     pub(crate) invalid_grant_errors: Vec<String>,
     /// `token_type`s that are bearer tokens under another name.
     pub(crate) bearer_types: Vec<String>,
-    /// The user's own rule, for answers with no `error` code at all.
-    pub(crate) dead_token: Option<DeadTokenRule>,
+    /// Rules of the user's or a preset's, for answers with no `error` code
+    /// at all; any one that matches decides.
+    pub(crate) dead_token: Vec<DeadTokenRule>,
 }
 
 impl std::fmt::Debug for ResponsePolicy {
@@ -72,7 +73,7 @@ impl std::fmt::Debug for ResponsePolicy {
         f.debug_struct("ResponsePolicy")
             .field("invalid_grant_errors", &self.invalid_grant_errors)
             .field("bearer_types", &self.bearer_types)
-            .field("dead_token", &self.dead_token.is_some())
+            .field("dead_token_rules", &self.dead_token.len())
             .finish()
     }
 }
@@ -90,15 +91,19 @@ impl ResponsePolicy {
                 .any(|t| t.eq_ignore_ascii_case(token_type))
     }
 
-    /// The user's rule, if it says the refresh token is dead.
+    /// `InvalidGrant` if a rule says the refresh token is dead, described by
+    /// the answer's `error_description`, or its `message` (what providers
+    /// with their own shape tend to say).
     fn dead_token(&self, status: StatusCode, body: Option<&Value>) -> Option<Error> {
-        let rule = self.dead_token.as_ref()?;
         let body = body?;
-        rule(status, body).then(|| Error::InvalidGrant {
-            description: body
-                .as_object()
-                .and_then(|map| text_field(map, "error_description")),
-        })
+        if !self.dead_token.iter().any(|rule| rule(status, body)) {
+            return None;
+        }
+        let map = body.as_object();
+        let description = map.and_then(|map| {
+            text_field(map, "error_description").or_else(|| text_field(map, "message"))
+        });
+        Some(Error::InvalidGrant { description })
     }
 }
 

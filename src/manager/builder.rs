@@ -324,7 +324,9 @@ impl TokenManagerBuilder {
     /// Your own rule for a token endpoint answer (its status and JSON body)
     /// that means the refresh token is dead, for providers that answer
     /// without an OAuth `error` code at all. Such an answer becomes
-    /// [`Error::InvalidGrant`](crate::Error::InvalidGrant).
+    /// [`Error::InvalidGrant`](crate::Error::InvalidGrant), described by its
+    /// `error_description` or `message`. Each call adds a rule (a preset's
+    /// stay); any rule that matches decides.
     ///
     /// ```
     /// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
@@ -342,7 +344,7 @@ impl TokenManagerBuilder {
         mut self,
         rule: impl Fn(reqwest::StatusCode, &serde_json::Value) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.policy.dead_token = Some(Arc::new(rule));
+        self.policy.dead_token.push(Arc::new(rule));
         self
     }
 
