@@ -15,15 +15,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// still walks the whole chain.
 ///
 /// From [`OAuth2Middleware`](crate::OAuth2Middleware) these errors arrive as
-/// [`reqwest_middleware::Error::Middleware`]; get ours back with a downcast:
+/// [`reqwest_middleware::Error::Middleware`], perhaps wrapped by other
+/// middleware (reqwest-retry wraps every error); get ours back with
+/// [`Error::find_in`]:
 ///
 /// ```
 /// # fn handle(err: reqwest_middleware::Error) {
 /// use reqwest_oauth2_refresh::Error;
-/// if let reqwest_middleware::Error::Middleware(e) = &err {
-///     if let Some(Error::InvalidGrant { .. }) = e.downcast_ref::<Error>() {
-///         // The refresh token is dead: send the user through sign-in again.
-///     }
+/// if let Some(ours) = Error::find_in(&err)
+///     && ours.needs_sign_in()
+/// {
+///     // The refresh token is dead: send the user through sign-in again.
 /// }
 /// # }
 /// ```
@@ -103,7 +105,7 @@ pub enum Error {
     /// When a save fails after a refresh, the new tokens are still used from
     /// memory (the old refresh token may already be spent) and a background
     /// task keeps trying to save them, until a newer set replaces them.
-    #[error("the token store failed to {operation}")]
+    #[error("the token store failed to {operation}: {source}")]
     Store {
         /// What failed: `"load"`, `"save"`, `"lock"`, `"release"`,
         /// `"clear"` or `"connect"`.
@@ -156,10 +158,102 @@ impl Error {
                     || *status == StatusCode::TOO_MANY_REQUESTS
                     || error == "temporarily_unavailable"
             }
-            Error::Store { .. } => true,
+            Error::Store { source, .. } => store_failure_may_pass(source.as_ref()),
             _ => false,
         }
     }
+
+    /// Whether only a new sign-in helps: the refresh token is dead
+    /// ([`Error::InvalidGrant`], a provider's own word for it included) or
+    /// there is nothing to refresh with. Then send the user through sign-in
+    /// again and hand the new tokens to
+    /// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens).
+    pub fn needs_sign_in(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidGrant { .. } | Error::NoRefreshToken | Error::NoTokens
+        )
+    }
+
+    /// This crate's error inside an error of a `reqwest-middleware` stack,
+    /// whatever wraps it: `reqwest-retry`'s `RetryError`, another
+    /// middleware's error with ours as its source, an `anyhow` chain. The
+    /// README's recommended stack (tracing, retry, this middleware) needs
+    /// this: a plain `downcast_ref` finds nothing behind `RetryError`.
+    ///
+    /// ```
+    /// # async fn call(client: reqwest_middleware::ClientWithMiddleware) {
+    /// use reqwest_oauth2_refresh::Error;
+    /// match client.get("https://api.example.com/me").send().await {
+    ///     Ok(_response) => { /* … */ }
+    ///     Err(e) => match Error::find_in(&e) {
+    ///         Some(ours) if ours.needs_sign_in() => { /* sign in again */ }
+    ///         Some(ours) if ours.is_transient() => { /* try again later */ }
+    ///         Some(_ours) => { /* configuration or protocol problem */ }
+    ///         None => { /* not about tokens: the API call itself failed */ }
+    ///     },
+    /// }
+    /// # }
+    /// ```
+    pub fn find_in(error: &reqwest_middleware::Error) -> Option<&Error> {
+        match error {
+            reqwest_middleware::Error::Middleware(inner) => {
+                inner.chain().take(MAX_CHAIN).find_map(Self::find_in_one)
+            }
+            reqwest_middleware::Error::Reqwest(_) => None,
+        }
+    }
+
+    /// [`find_in`](Self::find_in) for any error and its sources.
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        std::iter::successors(Some(error), |e| e.source())
+            .take(MAX_CHAIN)
+            .find_map(Self::find_in_one)
+    }
+
+    fn find_in_one<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        if let Some(ours) = error.downcast_ref::<Error>() {
+            return Some(ours);
+        }
+        // A middleware error inside another (reqwest-retry's RetryError
+        // holds one); its own Display and source() skip the layer we need.
+        error
+            .downcast_ref::<reqwest_middleware::Error>()
+            .and_then(Error::find_in)
+    }
+}
+
+/// How deep a chain of causes is searched: deep enough for any stack, and
+/// bounded for a chain that loops.
+const MAX_CHAIN: usize = 32;
+
+/// Whether a store's failure may pass by itself: not when the store says it
+/// will not ([`StoreError::permanent`](crate::StoreError::permanent)), nor for
+/// I/O errors of a kind that retrying cannot fix, nor for data that does not
+/// parse.
+fn store_failure_may_pass(source: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    for cause in std::iter::successors(Some(source), |e| e.source()).take(MAX_CHAIN) {
+        if let Some(store) = cause.downcast_ref::<crate::StoreError>() {
+            return !store.is_permanent();
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return !matches!(
+                io.kind(),
+                ErrorKind::PermissionDenied
+                    | ErrorKind::InvalidInput
+                    | ErrorKind::InvalidData
+                    | ErrorKind::Unsupported
+                    | ErrorKind::NotADirectory
+                    | ErrorKind::IsADirectory
+                    | ErrorKind::ReadOnlyFilesystem
+            );
+        }
+        if cause.is::<serde_json::Error>() {
+            return false;
+        }
+    }
+    true
 }
 
 impl Error {
@@ -209,74 +303,4 @@ fn describe(description: &Option<String>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn display_carries_the_servers_words() {
-        let e = Error::OAuth {
-            status: StatusCode::UNAUTHORIZED,
-            error: "invalid_client".into(),
-            description: Some("unknown client".into()),
-            uri: None,
-        };
-        assert_eq!(
-            e.to_string(),
-            "the authorization server answered 401 Unauthorized with error `invalid_client`: unknown client"
-        );
-        let e = Error::InvalidGrant { description: None };
-        assert_eq!(
-            e.to_string(),
-            "the refresh token was rejected (invalid_grant)"
-        );
-    }
-
-    #[test]
-    fn known_secrets_are_redacted_from_the_servers_words() {
-        let e = Error::OAuth {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_request".into(),
-            description: Some("refresh token rt-secret-1 unknown for s3cr3t-client".into()),
-            uri: Some("https://as.example/e?t=rt-secret-1".into()),
-        }
-        .redacted(&["rt-secret-1", "s3cr3t-client", "x"]);
-        let shown = format!("{e} {e:?}");
-        assert!(
-            !shown.contains("rt-secret-1") && !shown.contains("s3cr3t-client"),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("[redacted] unknown for [redacted]"),
-            "{shown}"
-        );
-        let e = Error::InvalidGrant {
-            description: Some("grant rt-secret-1 was revoked".into()),
-        }
-        .redacted(&["rt-secret-1"]);
-        assert_eq!(
-            e.to_string(),
-            "the refresh token was rejected (invalid_grant): grant [redacted] was revoked"
-        );
-    }
-
-    #[test]
-    fn a_5xx_is_transient_whatever_its_body_says() {
-        let oauth = |status: u16, error: &str| Error::OAuth {
-            status: StatusCode::from_u16(status).unwrap(),
-            error: error.into(),
-            description: None,
-            uri: None,
-        };
-        assert!(oauth(503, "server_error").is_transient());
-        assert!(oauth(429, "slow_down").is_transient());
-        assert!(oauth(400, "temporarily_unavailable").is_transient());
-        assert!(!oauth(400, "invalid_client").is_transient());
-        assert!(!oauth(200, "server_error").is_transient());
-    }
-
-    #[test]
-    fn errors_are_send_sync_static() {
-        fn assert_bounds<T: Send + Sync + 'static + std::error::Error>() {}
-        assert_bounds::<Error>();
-    }
-}
+mod tests;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::{BoxError, Error};
-use crate::store::{LockedSave, StoreLock, TokenStore, poll_lock};
+use crate::store::{LockedSave, StoreError, StoreLock, TokenStore, poll_lock};
 use crate::token::TokenSet;
 
 /// The largest token file read; a token set is a few KiB at most.
@@ -101,6 +101,11 @@ impl std::error::Error for FileError {
     }
 }
 
+/// A file the store will not use as it is: retrying does not help.
+fn refused(message: String) -> BoxError {
+    Box::new(StoreError::permanent(message))
+}
+
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> BoxError {
     let what = what.into();
     move |source| Box::new(FileError { what, source })
@@ -126,17 +131,19 @@ fn read_tokens(path: &Path) -> Result<Option<TokenSet>, BoxError> {
         .read_to_string(&mut text)
         .map_err(io_error(format!("cannot read {}", path.display())))?;
     if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("{} is larger than a token file can be", path.display()).into());
+        return Err(refused(format!(
+            "{} is larger than a token file can be",
+            path.display()
+        )));
     }
     // The parse error would quote the file's content: keep only its place.
     serde_json::from_str(&text).map(Some).map_err(|e| {
-        format!(
+        refused(format!(
             "{} is not a token file (JSON error at line {}, column {})",
             path.display(),
             e.line(),
             e.column()
-        )
-        .into()
+        ))
     })
 }
 
@@ -150,24 +157,22 @@ fn check_private(file: &File, path: &Path) -> Result<(), BoxError> {
         .map_err(io_error(format!("cannot stat {}", path.display())))?;
     let ours = rustix::process::geteuid().as_raw();
     if metadata.uid() != ours {
-        return Err(format!(
+        return Err(refused(format!(
             "refusing to use the token file {}: it is owned by user {}, not by this process's \
              user {ours}",
             path.display(),
             metadata.uid()
-        )
-        .into());
+        )));
     }
     let mode = metadata.permissions().mode();
     if mode & 0o077 != 0 {
-        return Err(format!(
+        return Err(refused(format!(
             "refusing to use the token file {}: other users can access it (mode {:o}); \
              run `chmod 600 {}`",
             path.display(),
             mode & 0o777,
             path.display()
-        )
-        .into());
+        )));
     }
     Ok(())
 }

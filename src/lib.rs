@@ -77,8 +77,20 @@
 //! most once; the token goes only to allowed origins; a valid token costs no
 //! lock and no allocation of ours; no input panics, and every wait is
 //! bounded.
+//!
+//! # Features
+//!
+//! None is on by default: an SDK adds this crate without Redis, a CLI or
+//! anything else it does not use.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `file-store` | `FileStore`: a token file shared by the processes of one host (`rustix` for `O_NOFOLLOW` and the owner check) |
+//! | `redis` | `RedisStore`: a token set in Redis shared by many hosts (`redis`) |
+//! | `cli` | the `oauth2-refresh` command-line tool (`clap`, a TLS stack) |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth_flow;
 mod challenge;
@@ -103,6 +115,7 @@ pub use discovery::ServerMetadata;
 pub use endpoint::client_auth::ClientAuth;
 pub use error::{BoxError, Error};
 #[cfg(feature = "file-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use file_store::FileStore;
 pub use manager::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
@@ -111,8 +124,9 @@ pub use manager::{
 };
 pub use middleware::{OAuth2Middleware, OAuth2MiddlewareBuilder, SkipOAuth2};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{DEFAULT_LOCK_TTL, RedisStore};
-pub use store::{LockedSave, MemoryStore, StoreLock, TokenStore};
+pub use store::{LockedSave, MemoryStore, StoreError, StoreLock, TokenStore};
 pub use token::{AccessToken, RefreshToken, TokenSet};
 
 /// Compiles the README's code blocks as doctests, so that they stay true.

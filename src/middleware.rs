@@ -56,7 +56,8 @@ struct RefreshedAfter401;
 /// only if another request hits the 401).
 ///
 /// Errors of ours (a failed refresh) reach the caller as
-/// [`reqwest_middleware::Error::Middleware`]; downcast to [`Error`].
+/// [`reqwest_middleware::Error::Middleware`]; [`Error::find_in`] finds them,
+/// also behind other middleware's wrappers.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -117,7 +118,7 @@ impl Middleware for OAuth2Middleware {
             // future, which async_trait allocates.
             None => Box::pin(self.flow.lease())
                 .await
-                .map_err(reqwest_middleware::Error::middleware)?,
+                .map_err(middleware_error)?,
         };
         // Copy before the header goes in: the copy gets the new token on
         // replay anyway, and a smaller header map clones more cheaply.
@@ -161,7 +162,7 @@ impl OAuth2Middleware {
             .flow
             .refresh_after_rejection(sent, replay.is_some())
             .await
-            .map_err(reqwest_middleware::Error::middleware)?;
+            .map_err(middleware_error)?;
         // replay_on_401(false): the token is renewed for the requests that
         // follow, and this 401 goes back to the caller; so it does when the
         // rejected token was too young to refresh again.
@@ -193,6 +194,15 @@ impl OAuth2Middleware {
         tracing::debug!("the token was superseded in flight; sending once more with the newer one");
         next.run(again, extensions).await
     }
+}
+
+/// Our error as a `reqwest-middleware` error. The context (our own message
+/// again) keeps it findable through wrappers whose `source()` skips a
+/// transparent layer, as reqwest-retry's `RetryError` does; a direct
+/// `downcast_ref::<Error>()` still finds it too.
+fn middleware_error(error: Error) -> reqwest_middleware::Error {
+    let context = error.to_string();
+    reqwest_middleware::Error::Middleware(anyhow::Error::new(error).context(context))
 }
 
 impl fmt::Debug for OAuth2Middleware {

@@ -53,7 +53,7 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// The default refuses: a store that cannot forget must say so rather
     /// than keep revoked secrets silently.
     async fn clear(&self) -> Result<(), BoxError> {
-        Err("this token store does not support clearing".into())
+        Err(StoreError::permanent("this token store does not support clearing").into())
     }
 
     /// Takes the store's refresh lock, shared by every process that uses
@@ -83,6 +83,70 @@ pub trait StoreLock: Send + Sync + fmt::Debug {
 
     /// Releases the lock.
     async fn release(self: Box<Self>) -> Result<(), BoxError>;
+}
+
+/// A store failure that says whether trying again can help, for
+/// [`Error::is_transient`](crate::Error::is_transient): return it (boxed,
+/// with `?` or `.into()`) from a [`TokenStore`] of your own. Any other error
+/// a store returns counts as transient, except I/O errors whose kind says
+/// otherwise (permission denied, invalid data, unsupported) and parse errors.
+///
+/// ```
+/// use reqwest_oauth2_refresh::{BoxError, StoreError};
+/// fn read_only() -> Result<(), BoxError> {
+///     Err(StoreError::permanent("the keychain is read-only for this app").into())
+/// }
+/// assert!(read_only().is_err());
+/// ```
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+    permanent: bool,
+    source: Option<BoxError>,
+}
+
+impl StoreError {
+    /// A failure that trying again will not fix: a file the store refuses
+    /// to use, an operation the store cannot do.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+            source: None,
+        }
+    }
+
+    /// A failure that may pass (a connection that dropped, a full disk).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+            source: None,
+        }
+    }
+
+    /// The underlying error.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Whether trying again will not fix it.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
 }
 
 /// The outcome of [`StoreLock::save`].

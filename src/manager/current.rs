@@ -54,6 +54,8 @@ pub(crate) struct Current {
     /// Whether "an API rejects a token issued moments ago" was logged for
     /// this set: once is enough.
     rejection_logged: AtomicBool,
+    /// Whether "refresh before expiry failed, using this set" was logged.
+    stale_use_logged: AtomicBool,
 }
 
 /// How a published set came to be.
@@ -92,6 +94,7 @@ impl Current {
             issued,
             rejected_on_replay: AtomicBool::new(false),
             rejection_logged: AtomicBool::new(false),
+            stale_use_logged: AtomicBool::new(false),
         })
     }
 
@@ -158,6 +161,11 @@ impl Current {
     /// True the first time only.
     pub(crate) fn first_rejection(&self) -> bool {
         !self.rejection_logged.swap(true, Ordering::Relaxed)
+    }
+
+    /// True the first time only.
+    pub(crate) fn first_stale_use(&self) -> bool {
+        !self.stale_use_logged.swap(true, Ordering::Relaxed)
     }
 }
 

@@ -125,6 +125,8 @@ struct Inner {
     store: StoreOps,
     /// The builder's tokens, until they seed the store; gone after revoke.
     seed: std::sync::Mutex<Option<TokenSet>>,
+    /// The last set revoked, in case the store could not forget it.
+    revoked: std::sync::Mutex<Option<TokenSet>>,
     grant: GrantKind,
     revocation_url: Option<Url>,
     on_refresh: Option<RefreshHook>,
@@ -148,6 +150,7 @@ impl Inner {
             endpoint: parts.endpoint,
             store: StoreOps::new(parts.store, parts.budgets),
             seed: std::sync::Mutex::new(parts.seed),
+            revoked: std::sync::Mutex::new(None),
             grant: parts.grant,
             revocation_url: parts.revocation_url,
             on_refresh: parts.on_refresh,
@@ -159,6 +162,22 @@ impl Inner {
 
     fn seed(&self) -> Option<TokenSet> {
         self.seed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn remember_revoked(&self, tokens: &TokenSet) {
+        *self.revoked.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokens.clone());
+    }
+
+    /// Whether `tokens` are the set this manager revoked.
+    fn was_revoked(&self, tokens: &TokenSet) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|revoked| {
+                revoked.access_token() == tokens.access_token()
+                    && revoked.refresh_token() == tokens.refresh_token()
+            })
     }
 
     /// Calls `on_refresh` with a new token set; a panic there is logged, not
@@ -305,10 +324,14 @@ impl TokenManager {
         {
             Ok(next) => Ok(next),
             Err(error) if !current.is_expired(self.inner.clock.now()) => {
-                tracing::warn!(
-                    error = %error,
-                    "refresh before expiry failed; using the current token while it is valid"
-                );
+                // Once per set: every caller of the cooldown gets the same
+                // error, and each attempt's failure is logged by its leader.
+                if current.first_stale_use() {
+                    tracing::warn!(error = %error,
+                        "refresh before expiry failed; using the current token while it is valid");
+                } else {
+                    tracing::debug!(error = %error, "refresh before expiry failed; using the current token");
+                }
                 Ok(current)
             }
             Err(error) => Err(error),

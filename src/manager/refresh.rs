@@ -56,7 +56,8 @@ pub(super) async fn first_load(
     guard: FlightGuard,
 ) -> Result<Arc<Current>, Error> {
     let stored = match inner.store.load().await {
-        Ok(stored) => stored,
+        // A store that could not clear a revoked set still returns it.
+        Ok(stored) => stored.filter(|tokens| !inner.was_revoked(tokens)),
         Err(error) => return Err(guard.fail(error)),
     };
     let tokens = match (stored, inner.seed()) {

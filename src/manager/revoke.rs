@@ -42,6 +42,11 @@ impl TokenManager {
             tracing::info!("the session's tokens were revoked");
         }
         *inner.seed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(current) = guard.current() {
+            // A store that cannot clear still holds the revoked set: it must
+            // never be loaded and served again.
+            inner.remember_revoked(current.tokens());
+        }
         guard.clear();
         inner.store.clear().await
     }
