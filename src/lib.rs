@@ -110,6 +110,9 @@ mod store;
 mod token;
 mod util;
 
+/// The attribute for implementing [`TokenStore`] and [`StoreLock`], re-exported
+/// so that a store of your own needs no `async-trait` dependency.
+pub use async_trait::async_trait;
 pub use clock::{Clock, SystemClock};
 pub use discovery::ServerMetadata;
 pub use endpoint::client_auth::ClientAuth;
@@ -120,7 +123,7 @@ pub use file_store::FileStore;
 pub use manager::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_REJECTED_TOKEN_MIN_AGE,
-    DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT, TokenManager, TokenManagerBuilder,
+    DEFAULT_RETRY_BASE_DELAY, DEFAULT_STORE_TIMEOUT, SessionEnd, TokenManager, TokenManagerBuilder,
 };
 pub use middleware::{OAuth2Middleware, OAuth2MiddlewareBuilder, SkipOAuth2};
 #[cfg(feature = "redis")]

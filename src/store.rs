@@ -23,9 +23,13 @@ use crate::token::TokenSet;
 /// "lock, re-read, refresh only if nobody else has, save, release", so that a
 /// refresh token is never spent twice across the fleet.
 ///
+/// Implement it with the re-exported [`async_trait`](crate::async_trait)
+/// attribute (no dependency of your own needed). The methods read, desugared:
+/// `fn load(&self) -> Pin<Box<dyn Future<Output = Result<Option<TokenSet>, BoxError>> + Send + '_>>`,
+/// and so on; with the attribute you write plain `async fn`s, as here:
+///
 /// ```
-/// use async_trait::async_trait;
-/// use reqwest_oauth2_refresh::{BoxError, TokenSet, TokenStore};
+/// use reqwest_oauth2_refresh::{BoxError, TokenSet, TokenStore, async_trait};
 ///
 /// #[derive(Debug)]
 /// struct Keychain;

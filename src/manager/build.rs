@@ -67,7 +67,7 @@ impl TokenManagerBuilder {
             seed: self.tokens,
             grant: self.grant,
             revocation_url,
-            on_refresh: self.on_refresh,
+            events: self.events,
             clock: self.clock,
             leeway: self.leeway,
             background: self.background_refresh.then(BackgroundRefresh::default),

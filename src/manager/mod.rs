@@ -12,13 +12,13 @@ mod budgets;
 mod build;
 mod builder;
 mod current;
+mod events;
 mod flight;
 mod persist;
 mod refresh;
 mod revoke;
 
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,10 +41,11 @@ use crate::util::finish_on_drop::FinishOnDrop;
 use background::BackgroundRefresh;
 use budgets::Budgets;
 use current::{Current, Generation, Published};
+use events::Events;
 use flight::{Flight, Joined, Trigger};
 use persist::StoreOps;
 
-type RefreshHook = Arc<dyn Fn(&TokenSet) + Send + Sync + 'static>;
+pub use events::SessionEnd;
 
 /// How the manager gets a new token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +109,7 @@ struct Parts {
     seed: Option<TokenSet>,
     grant: GrantKind,
     revocation_url: Option<Url>,
-    on_refresh: Option<RefreshHook>,
+    events: Events,
     clock: Arc<dyn Clock>,
     leeway: Duration,
     background: Option<BackgroundRefresh>,
@@ -129,7 +130,7 @@ struct Inner {
     revoked: std::sync::Mutex<Option<TokenSet>>,
     grant: GrantKind,
     revocation_url: Option<Url>,
-    on_refresh: Option<RefreshHook>,
+    events: Events,
     clock: Arc<dyn Clock>,
     background: Option<BackgroundRefresh>,
     rejected_token_min_age: Duration,
@@ -153,7 +154,7 @@ impl Inner {
             revoked: std::sync::Mutex::new(None),
             grant: parts.grant,
             revocation_url: parts.revocation_url,
-            on_refresh: parts.on_refresh,
+            events: parts.events,
             clock: parts.clock,
             background: parts.background,
             rejected_token_min_age: parts.rejected_token_min_age,
@@ -180,14 +181,9 @@ impl Inner {
             })
     }
 
-    /// Calls `on_refresh` with a new token set; a panic there is logged, not
-    /// allowed to lose the tokens.
+    /// Tells `on_refresh` of a new token set.
     fn announce(&self, tokens: &TokenSet) {
-        if let Some(hook) = &self.on_refresh
-            && std::panic::catch_unwind(AssertUnwindSafe(|| hook(tokens))).is_err()
-        {
-            tracing::error!("the on_refresh hook panicked; the new tokens are used all the same");
-        }
+        self.events.refreshed(tokens);
     }
 }
 

@@ -73,7 +73,10 @@ pub(super) async fn first_load(
         (None, None) if inner.grant == GrantKind::ClientCredentials => {
             let tokens = match spend(&inner, None).await {
                 Ok(tokens) => tokens,
-                Err(failed) => return Err(guard.fail(failed.error)),
+                Err(failed) => {
+                    inner.events.refresh_failed(&failed.error);
+                    return Err(guard.fail(failed.error));
+                }
             };
             if let Err(error) = inner.store.save(&tokens).await {
                 tracing::warn!(error = %error, "could not save the client's token");
@@ -117,6 +120,7 @@ pub(super) async fn run(
         }
         Err(error) => {
             tracing::warn!(error = %error, "token refresh failed");
+            inner.events.refresh_failed(&error);
             Err(guard.fail(error))
         }
     }

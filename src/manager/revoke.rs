@@ -3,6 +3,7 @@
 
 use reqwest::Url;
 
+use super::events::SessionEnd;
 use super::{TokenManager, ensure_runtime};
 use crate::endpoint::request::RevokeHint;
 use crate::error::Error;
@@ -40,6 +41,7 @@ impl TokenManager {
                 .revoke(url, token, hint, inner.clock.as_ref())
                 .await?;
             tracing::info!("the session's tokens were revoked");
+            inner.events.session_ended(&SessionEnd::Revoked);
         }
         *inner.seed.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(current) = guard.current() {
