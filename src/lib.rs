@@ -130,7 +130,7 @@ pub use middleware::{OAuth2Middleware, OAuth2MiddlewareBuilder, SkipOAuth2};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{DEFAULT_LOCK_TTL, RedisStore};
 pub use store::{LockedSave, MemoryStore, StoreError, StoreLock, TokenStore};
-pub use token::{AccessToken, RefreshToken, TokenSet};
+pub use token::{AccessToken, IdToken, RefreshToken, TokenSet};
 
 /// Compiles the README's code blocks as doctests, so that they stay true.
 #[cfg(doctest)]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::retry::is_transient_status;
 use crate::error::Error;
-use crate::token::{AccessToken, RefreshToken, TokenSet};
+use crate::token::{AccessToken, IdToken, RefreshToken, TokenSet};
 
 /// One answer, read and capped.
 pub(crate) struct Answer {
@@ -300,13 +300,49 @@ pub(crate) fn parse_token_response(
     let expires_in = seconds_field(map.get("expires_in"))?;
     let refresh = string_field(map, "refresh_token").map(RefreshToken::new);
     let scope = string_field(map, "scope");
-    Ok(TokenSet::from_parts(
+    let token_type = string_field(map, "token_type");
+    let id_token = string_field(map, "id_token").map(IdToken::new);
+    let extra = map
+        .iter()
+        .filter(|(name, _)| !STANDARD_FIELDS.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let tokens = TokenSet::from_parts(
         AccessToken::new(access),
         refresh,
         expires_in,
         received_at,
         scope,
-    ))
+    );
+    Ok(tokens.with_response_fields(token_type, id_token, extra))
+}
+
+/// The fields a [`TokenSet`] keeps in fields of its own.
+const STANDARD_FIELDS: [&str; 6] = [
+    "access_token",
+    "token_type",
+    "expires_in",
+    "refresh_token",
+    "scope",
+    "id_token",
+];
+
+/// A token response the application got itself, stamped `received_at`: the
+/// same reading as the refresh path's, errors included.
+pub(crate) fn token_set_from_json(
+    response: &Value,
+    received_at: SystemTime,
+) -> Result<TokenSet, Error> {
+    let policy = ResponsePolicy::default();
+    let Some(map) = response.as_object() else {
+        return Err(Error::invalid_response(
+            "the token response is not a JSON object",
+        ));
+    };
+    if let Some(error) = oauth_error(map, StatusCode::OK, &policy) {
+        return Err(error);
+    }
+    parse_token_response(map, received_at, &policy)
 }
 
 /// Lenient: a few servers omit `token_type`; everything we get is sent as

@@ -299,5 +299,8 @@ async fn spend(inner: &Inner, base: Option<&TokenSet>) -> Result<TokenSet, Faile
     } else {
         tracing::info!("the refresh token was rotated");
     }
+    if let Some(base) = base {
+        tokens.keep_id_token_of(base);
+    }
     Ok(tokens)
 }
