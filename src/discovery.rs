@@ -19,6 +19,19 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What an authorization server says about itself (the fields this crate
 /// uses; RFC 8414 §2).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+/// use reqwest_oauth2_refresh::{ServerMetadata, TokenManager};
+/// let http = reqwest::Client::builder()
+///     .redirect(reqwest::redirect::Policy::none())
+///     .build()
+///     .expect("a client");
+/// let metadata = ServerMetadata::fetch(&http, "https://sso.example.com/realms/demo").await?;
+/// println!("token endpoint: {}", metadata.token_endpoint);
+/// let manager = TokenManager::from_metadata(&metadata).client_id("my-app").build()?;
+/// # let _ = manager; Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[non_exhaustive]
 pub struct ServerMetadata {
@@ -145,6 +158,12 @@ pub(crate) async fn discover_with(
 /// authentication the server lists (Basic unless it lists only the body).
 pub(crate) fn builder_from(metadata: &ServerMetadata) -> TokenManagerBuilder {
     let methods = metadata.token_endpoint_auth_methods_supported.as_deref();
+    tracing::debug!(
+        issuer = %metadata.issuer,
+        supported = ?methods,
+        picked = ?ClientAuth::default_for(methods),
+        "client authentication for a client with a secret (client_auth(..) overrides it)"
+    );
     let mut builder = TokenManager::builder(&metadata.token_endpoint)
         .default_secret_auth(ClientAuth::default_for(methods));
     if let Some(revocation) = &metadata.revocation_endpoint {

@@ -14,7 +14,20 @@ use crate::error::Error;
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3).
 ///
 /// The default is [`ClientAuth::SecretBasic`] when a client secret is set and
-/// [`ClientAuth::None`] otherwise.
+/// [`ClientAuth::None`] otherwise; discovery and presets may pick
+/// [`ClientAuth::SecretPost`]. Name the method the client is registered
+/// with when the server is strict about it:
+///
+/// ```
+/// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+/// use reqwest_oauth2_refresh::{ClientAuth, TokenManager};
+/// let manager = TokenManager::builder("https://auth.example.com/oauth/token")
+///     .client_id("my-app")
+///     .client_secret("…")
+///     .client_auth(ClientAuth::SecretPost)
+///     .build()?;
+/// # let _ = manager; Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientAuth {

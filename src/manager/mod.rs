@@ -12,6 +12,7 @@ mod budgets;
 mod build;
 mod builder;
 mod current;
+mod discover;
 mod events;
 mod flight;
 mod persist;
@@ -33,7 +34,6 @@ pub use builder::{
 pub(crate) use current::{Applied, Lease};
 
 use crate::clock::Clock;
-use crate::discovery::{self, ServerMetadata};
 use crate::endpoint::TokenEndpoint;
 use crate::error::Error;
 use crate::token::{AccessToken, TokenSet};
@@ -240,6 +240,14 @@ impl TokenManager {
 
     /// Replaces the token set (after a new sign-in, say): saves it to the
     /// store, calls `on_refresh`, and uses it from now on.
+    ///
+    /// ```no_run
+    /// # async fn run(manager: reqwest_oauth2_refresh::TokenManager, body: Vec<u8>) -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// use reqwest_oauth2_refresh::TokenSet;
+    /// // `body`: the token endpoint's answer to the new sign-in's code exchange.
+    /// manager.set_tokens(TokenSet::from_token_response(&body)?).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_tokens(&self, tokens: TokenSet) -> Result<(), Error> {
         current::bearer_header(&tokens).map_err(|_| {
             Error::Config("the access token cannot be sent in an HTTP header".into())
@@ -262,43 +270,6 @@ impl TokenManager {
     /// A copy of the current token set, if one has been loaded.
     pub fn current_tokens(&self) -> Option<TokenSet> {
         self.inner.published.get().map(|c| c.tokens().clone())
-    }
-
-    /// A builder filled in from the issuer's metadata (see
-    /// [`ServerMetadata::fetch`]): the token endpoint, the revocation
-    /// endpoint, and a default client authentication method the server
-    /// supports. Add the client and the tokens as usual.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
-    /// use reqwest_oauth2_refresh::{TokenManager, TokenSet};
-    /// let manager = TokenManager::discover("https://accounts.google.com")
-    ///     .await?
-    ///     .client_id("my-app")
-    ///     .client_secret("…")
-    ///     .tokens(TokenSet::new("access").with_refresh_token("refresh"))
-    ///     .build()?;
-    /// # let _ = manager; Ok(()) }
-    /// ```
-    pub async fn discover(issuer: &str) -> Result<TokenManagerBuilder, Error> {
-        discovery::discover(issuer).await
-    }
-
-    /// [`TokenManager::discover`] with your HTTP client (which is also used
-    /// for the token endpoint). Give it a client that follows no redirects:
-    /// a redirect would carry the refresh token and client secret to another
-    /// host. Metadata or token answers that come from a URL other than the
-    /// one asked are refused, whatever the client does.
-    pub async fn discover_with(
-        http: &reqwest::Client,
-        issuer: &str,
-    ) -> Result<TokenManagerBuilder, Error> {
-        discovery::discover_with(http, issuer).await
-    }
-
-    /// A builder from metadata you fetched yourself.
-    pub fn from_metadata(metadata: &ServerMetadata) -> TokenManagerBuilder {
-        discovery::builder_from(metadata)
     }
 
     /// The current set, refreshed first if it is stale.

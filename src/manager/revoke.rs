@@ -18,7 +18,23 @@ impl TokenManager {
     /// needed: its session is the client itself.)
     ///
     /// The server answers 200 also for a token it does not know, so revoking
-    /// twice is fine; a 503 is retried like a refresh.
+    /// twice is fine; a 503 is retried like a refresh. If the store cannot
+    /// forget the set ([`TokenStore::clear`](crate::TokenStore::clear)), the
+    /// error says so, and this manager still never serves the revoked set
+    /// again.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// use reqwest_oauth2_refresh::{Error, providers};
+    /// let manager = providers::google()
+    ///     .client_id("my-app.apps.googleusercontent.com")
+    ///     .client_secret("…")
+    ///     .build()?;
+    /// // Sign out:
+    /// manager.revoke().await?;
+    /// assert!(matches!(manager.tokens().await, Err(Error::NoTokens)));
+    /// # Ok(()) }
+    /// ```
     pub async fn revoke(&self) -> Result<(), Error> {
         let url = self.revocation_url()?;
         ensure_runtime()?;
