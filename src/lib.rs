@@ -87,6 +87,7 @@
 //! |---|---|
 //! | `file-store` | `FileStore`: a token file shared by the processes of one host (`rustix` for `O_NOFOLLOW` and the owner check) |
 //! | `redis` | `RedisStore`: a token set in Redis shared by many hosts (`redis`) |
+//! | `oauth2` | `TokenSet::from_oauth2`: first tokens from the `oauth2` crate (`oauth2` without its HTTP clients) |
 //! | `cli` | the `oauth2-refresh` command-line tool (`clap`, a TLS stack) |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

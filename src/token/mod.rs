@@ -137,6 +137,37 @@ impl TokenSet {
         Self::from_token_response_json(&value)
     }
 
+    /// A token set from an [`oauth2`](https://docs.rs/oauth2) crate token
+    /// response (an authorization code exchange done with that crate, say),
+    /// read like [`from_token_response`](Self::from_token_response): the
+    /// expiry counted from now, the ID token and extra fields kept.
+    ///
+    /// ```
+    /// use oauth2::basic::{BasicTokenResponse, BasicTokenType};
+    /// use oauth2::{AccessToken, EmptyExtraTokenFields, RefreshToken};
+    /// use reqwest_oauth2_refresh::TokenSet;
+    ///
+    /// let mut response = BasicTokenResponse::new(
+    ///     AccessToken::new("at".into()),
+    ///     BasicTokenType::Bearer,
+    ///     EmptyExtraTokenFields {},
+    /// );
+    /// response.set_refresh_token(Some(RefreshToken::new("rt".into())));
+    /// response.set_expires_in(Some(&std::time::Duration::from_secs(3600)));
+    /// let tokens = TokenSet::from_oauth2(&response)?;
+    /// assert_eq!(tokens.refresh_token().unwrap().secret(), "rt");
+    /// # Ok::<(), reqwest_oauth2_refresh::Error>(())
+    /// ```
+    #[cfg(feature = "oauth2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
+    pub fn from_oauth2(response: &impl oauth2::TokenResponse) -> Result<Self, crate::Error> {
+        let value = serde_json::to_value(response).map_err(|e| crate::Error::InvalidResponse {
+            reason: "the oauth2 token response does not serialize".into(),
+            source: Some(Arc::new(e)),
+        })?;
+        Self::from_token_response_json(&value)
+    }
+
     /// [`from_token_response`](Self::from_token_response) for a response you
     /// parsed already.
     pub fn from_token_response_json(response: &Value) -> Result<Self, crate::Error> {
