@@ -31,6 +31,16 @@ enum SdkError {
     Other(String),
 }
 
+impl std::fmt::Display for SdkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SdkError::SignInRequired => f.write_str("sign in again"),
+            SdkError::Unavailable(why) => write!(f, "unavailable, try again later: {why}"),
+            SdkError::Other(why) => write!(f, "{why}"),
+        }
+    }
+}
+
 impl From<reqwest_middleware::Error> for SdkError {
     fn from(error: reqwest_middleware::Error) -> Self {
         match Error::find_in(&error) {
@@ -150,7 +160,7 @@ async fn main() -> Result<(), reqwest_oauth2_refresh::BoxError> {
         signed_out.clone(),
     )?;
 
-    let albums = photos.albums().await.map_err(|e| format!("{e:?}"))?;
+    let albums = photos.albums().await.map_err(|e| e.to_string())?;
     println!(
         "albums: {albums} (the expired token was refreshed first; the new one is in {})",
         file.display()
@@ -161,7 +171,8 @@ async fn main() -> Result<(), reqwest_oauth2_refresh::BoxError> {
         Err(SdkError::SignInRequired) if signed_out.load(Ordering::SeqCst) => {
             println!("signed out elsewhere: the SDK says SignInRequired, and the app was told");
         }
-        other => return Err(format!("expected SignInRequired, got {other:?}").into()),
+        Ok(albums) => return Err(format!("expected SignInRequired, got {albums}").into()),
+        Err(other) => return Err(format!("expected SignInRequired, got: {other}").into()),
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(())
