@@ -424,7 +424,7 @@ async fn ours_client(b: &Bench, scenario: Scenario) -> Variant {
     let manager = manager_for(&b.auth_server, seed(&b.server, scenario), &b.token_client);
     // Loaded, as in an application that has been running: the
     // first call reads the store, under the refresh lock.
-    manager.tokens().await.expect("load");
+    manager.load_tokens().await.expect("load");
     let auth = OAuth2Middleware::builder(manager)
         .allow_origin(&b.server.origin())
         .build()
@@ -568,7 +568,7 @@ fn check_ours(tables: &[Table]) {
 fn manager_for(server: &Server, tokens: TokenSet, token_client: &reqwest::Client) -> TokenManager {
     TokenManager::builder(&server.url("/token"))
         .client_id("bench")
-        .tokens(tokens)
+        .initial_tokens(tokens)
         .http_client(token_client.clone())
         .build()
         .expect("manager")

@@ -81,7 +81,7 @@ async fn measure(background: bool) -> Figures {
         .client_id("bench")
         .clock(clock.clone())
         .background_refresh(background)
-        .tokens(
+        .initial_tokens(
             TokenSet::new("first")
                 .with_refresh_token("r")
                 .with_expires_in(Duration::from_secs(3600)),
@@ -108,7 +108,7 @@ async fn measure(background: bool) -> Figures {
         // Let a background refresh land before the next steady round.
         let renewed = || {
             manager
-                .current_tokens()
+                .cached_tokens()
                 .and_then(|t| t.expires_at())
                 .is_some_and(|at| at > clock.now() + Duration::from_secs(3000))
         };

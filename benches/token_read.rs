@@ -56,7 +56,7 @@ fn token_read(c: &mut Criterion) {
         .expect("runtime");
     let manager = TokenManager::builder(&server.url("/token"))
         .client_id("bench")
-        .tokens(
+        .initial_tokens(
             reqwest_oauth2_refresh::TokenSet::new(server.state.valid_token())
                 .with_refresh_token("refresh")
                 .with_expires_in(common::LIFETIME),
@@ -80,7 +80,7 @@ fn token_read(c: &mut Criterion) {
     // A token without `expires_in`: the fast path reads no clock.
     let no_expiry = TokenManager::builder(&server.url("/token"))
         .client_id("bench")
-        .tokens(
+        .initial_tokens(
             reqwest_oauth2_refresh::TokenSet::new(server.state.valid_token())
                 .with_refresh_token("refresh"),
         )

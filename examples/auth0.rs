@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut builder = TokenManager::builder(&format!("https://{domain}/oauth/token"))
         .client_id(var("CLIENT_ID").unwrap_or_default())
-        .tokens(tokens);
+        .initial_tokens(tokens);
     builder = match var("CLIENT_SECRET") {
         // "Post" is the default token endpoint auth method of Auth0 apps.
         Some(secret) => builder

@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut builder = TokenManager::builder(&token_url)
         .client_id(var("CLIENT_ID").unwrap_or_default())
-        .tokens(tokens);
+        .initial_tokens(tokens);
     builder = match var("CLIENT_SECRET") {
         // Cognito's documented form for app clients with a secret.
         Some(secret) => builder

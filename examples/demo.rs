@@ -128,7 +128,7 @@ async fn main() {
         .client_secret("demo-secret")
         // The API no longer accepts this access token and it has no known
         // expiry, so the first wave learns it is dead from 401s.
-        .tokens(TokenSet::new("at-revoked").with_refresh_token("rt-initial"))
+        .initial_tokens(TokenSet::new("at-revoked").with_refresh_token("rt-initial"))
         .on_refresh(move |tokens: &TokenSet| {
             calls.fetch_add(1, SeqCst);
             let refresh = tokens

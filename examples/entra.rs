@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             var("SCOPE")
                 .unwrap_or_else(|| "https://graph.microsoft.com/.default offline_access".into()),
         )
-        .tokens(tokens);
+        .initial_tokens(tokens);
     builder = match var("CLIENT_SECRET") {
         // Entra's samples send the secret in the body (client_secret_post).
         Some(secret) => builder

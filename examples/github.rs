@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut builder = providers::github()
         .client_id(var("CLIENT_ID").unwrap_or_default())
-        .tokens(tokens)
+        .initial_tokens(tokens)
         .on_refresh(|_: &TokenSet| {
             // GitHub rotates on every refresh: store the new refresh token
             // now (keychain, database), or the next refresh fails. Never log

@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .client_secret(var("CLIENT_SECRET").unwrap_or_default())
         // Google documents client_secret_post; it accepts HTTP Basic too.
         .client_auth(ClientAuth::SecretPost)
-        .tokens(tokens)
+        .initial_tokens(tokens)
         .on_refresh(move |t: &TokenSet| {
             // Persist a new refresh token here (keychain, database); never
             // log token values. With Google this rarely fires.

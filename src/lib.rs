@@ -14,7 +14,7 @@
 //! let manager = TokenManager::builder("https://oauth2.googleapis.com/token")
 //!     .client_id("my-app.apps.googleusercontent.com")
 //!     .client_secret(std::env::var("GOOGLE_CLIENT_SECRET")?)
-//!     .tokens(
+//!     .initial_tokens(
 //!         TokenSet::new(std::env::var("ACCESS_TOKEN")?)
 //!             .with_refresh_token(std::env::var("REFRESH_TOKEN")?)
 //!             .with_expires_in(Duration::from_secs(3599)),

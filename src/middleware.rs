@@ -65,7 +65,7 @@ struct RefreshedAfter401;
 ///
 /// let manager = TokenManager::builder("https://auth.example.com/oauth/token")
 ///     .client_id("my-app")
-///     .tokens(TokenSet::new("access").with_refresh_token("refresh"))
+///     .initial_tokens(TokenSet::new("access").with_refresh_token("refresh"))
 ///     .build()?;
 /// let auth = OAuth2Middleware::builder(manager)
 ///     .allow_origin("https://api.example.com")

@@ -9,7 +9,7 @@
 //! use reqwest_oauth2_refresh::{providers, TokenSet};
 //! let manager = providers::auth0("my-tenant.eu.auth0.com")
 //!     .client_id("my-app")
-//!     .tokens(TokenSet::new("access").with_refresh_token("refresh"))
+//!     .initial_tokens(TokenSet::new("access").with_refresh_token("refresh"))
 //!     .build()?;
 //! # let _ = manager; Ok(()) }
 //! ```

@@ -41,7 +41,7 @@ async fn setup(answer: Answer) -> Setup {
     let manager = builder_at(&token.url())
         .clock(clock.clone())
         .background_refresh(true)
-        .tokens(
+        .initial_tokens(
             TokenSet::new("old-access")
                 .with_refresh_token("r1")
                 .with_expires_in(Duration::from_secs(3600)),
@@ -79,7 +79,7 @@ async fn stale_token_is_used_while_one_task_refreshes() {
     // all 100 went out with the old token.
     s.token.arrived(1).await;
     assert_eq!(
-        s.manager.current_tokens().unwrap().access_token().secret(),
+        s.manager.cached_tokens().unwrap().access_token().secret(),
         "old-access"
     );
     s.gate.open();
@@ -96,7 +96,7 @@ async fn an_expired_token_is_still_refreshed_before_the_request() {
     s.clock.advance(Duration::from_secs(3601));
     assert_eq!(s.client.get(&s.url).send().await.unwrap().status(), 200);
     assert_eq!(
-        s.manager.current_tokens().unwrap().access_token().secret(),
+        s.manager.cached_tokens().unwrap().access_token().secret(),
         "new-access"
     );
 }

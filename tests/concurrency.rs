@@ -108,7 +108,7 @@ async fn concurrent_401s_cause_one_refresh() {
     let api = MockServer::start().await;
     api_rejecting_the_herd(&api, &gate).await;
     let manager = builder_at(&token.url())
-        .tokens(old_tokens())
+        .initial_tokens(old_tokens())
         .build()
         .unwrap();
     let client = client(&manager, &api);
@@ -119,7 +119,7 @@ async fn concurrent_401s_cause_one_refresh() {
     }
     assert_eq!(
         manager
-            .current_tokens()
+            .cached_tokens()
             .unwrap()
             .refresh_token()
             .unwrap()
@@ -143,7 +143,7 @@ async fn concurrent_callers_of_an_expired_token_refresh_once() {
     api_accepting_only_new_token(&api).await;
     let manager = builder(&auth)
         .clock(clock.clone())
-        .tokens(old_tokens().with_expires_in(Duration::from_secs(60)))
+        .initial_tokens(old_tokens().with_expires_in(Duration::from_secs(60)))
         .build()
         .unwrap();
     clock.advance(Duration::from_secs(61));
@@ -169,7 +169,7 @@ async fn concurrent_callers_share_one_failure() {
         api_rejecting_the_herd(&api, &gate).await;
         let manager = builder_at(&token.url())
             .max_retries(0)
-            .tokens(old_tokens())
+            .initial_tokens(old_tokens())
             .build()
             .unwrap();
         let client = client(&manager, &api);
@@ -212,7 +212,7 @@ async fn late_401_for_a_replaced_token_is_replayed_without_refreshing() {
     let api = MockServer::start().await;
     token_endpoint_issues(&auth, token_body("new-access", Some("r2"), None), 1).await;
     api_accepting_only_new_token(&api).await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
     let release = Arc::new(Notify::new());
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
@@ -247,7 +247,7 @@ async fn late_401_for_a_replaced_token_is_replayed_without_refreshing() {
 async fn forced_refreshes_at_the_same_time_share_one_call() {
     let auth = MockServer::start().await;
     token_endpoint_issues(&auth, token_body("new-access", Some("r2"), None), 1).await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     manager.access_token().await.unwrap();
     // One task polls them all before the refresh can finish: they all ask
     // while the first one's refresh is in flight.
@@ -271,7 +271,7 @@ async fn caller_that_gives_up_does_not_lose_the_rotated_token() {
     let saved = Arc::new(Notify::new());
     let on_saved = saved.clone();
     let manager = builder_at(&token.url())
-        .tokens(old_tokens())
+        .initial_tokens(old_tokens())
         .on_refresh(move |t| {
             if t.refresh_token().unwrap().secret() == "r2" {
                 on_saved.notify_one();
@@ -354,7 +354,7 @@ async fn new_token_is_used_only_after_it_is_saved() {
     api_accepting_only_new_token(&api).await;
     let manager = builder(&auth)
         .store(FlagStore(saved))
-        .tokens(old_tokens())
+        .initial_tokens(old_tokens())
         .build()
         .unwrap();
     let client = client(&manager, &api);
@@ -395,7 +395,7 @@ async fn failed_save_keeps_the_new_tokens_and_reports_it() {
         "{err:?}"
     );
     // The old refresh token is spent: the new set must not be dropped.
-    let current = manager.current_tokens().unwrap();
+    let current = manager.cached_tokens().unwrap();
     assert_eq!(current.access_token().secret(), "new-access");
     assert_eq!(current.refresh_token().unwrap().secret(), "r2");
 }

@@ -54,7 +54,7 @@ async fn a_dead_refresh_token_fails_once_and_ends_the_session_once_for_a_herd() 
     let manager = builder(&server)
         .on_refresh_failure(move |error| failures.push(format!("failed: {error}")))
         .on_session_end(move |end| ends.push(session_end(end)))
-        .tokens(
+        .initial_tokens(
             TokenSet::new("at-1")
                 .with_refresh_token("rt-1")
                 .with_expires_in(Duration::from_secs(60))
@@ -87,7 +87,7 @@ async fn a_transient_failure_is_reported_but_does_not_end_the_session() {
     let manager = builder(&server)
         .on_refresh_failure(move |error| failures.push(format!("failed: {error}")))
         .on_session_end(move |end| ends.push(session_end(end)))
-        .tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
+        .initial_tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
         .build()
         .unwrap();
     assert!(manager.refresh().await.is_err());
@@ -111,7 +111,7 @@ async fn revoking_ends_the_session() {
     let manager = builder(&server)
         .revocation_url(&format!("{}/revoke", server.uri()))
         .on_session_end(move |end| ends.push(session_end(end)))
-        .tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
+        .initial_tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
         .build()
         .unwrap();
     manager.revoke().await.unwrap();
@@ -129,7 +129,7 @@ async fn a_panicking_hook_does_not_lose_the_refresh() {
     token_endpoint_answers(&server, ok, 1).await;
     let manager = builder(&server)
         .on_refresh(|_| panic!("a buggy hook"))
-        .tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
+        .initial_tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
         .build()
         .unwrap();
     assert_eq!(

@@ -359,7 +359,7 @@ async fn failed_save_keeps_tokens_reports_and_retries() {
         ),
         "{err:?}"
     );
-    let current = manager.current_tokens().unwrap();
+    let current = manager.cached_tokens().unwrap();
     assert_eq!(
         current.refresh_token().unwrap().secret(),
         "rt-1",

@@ -127,7 +127,7 @@ async fn a_planted_token_file_with_a_huge_issued_at_is_a_typed_error() {
         .store(FileStore::new(&file).unwrap())
         .build()
         .unwrap();
-    let err = manager.tokens().await.unwrap_err();
+    let err = manager.load_tokens().await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -150,7 +150,7 @@ async fn a_planted_token_file_with_a_huge_issued_at_is_a_typed_error() {
 async fn a_store_that_panics_while_loading_fails_the_call_not_the_task() {
     let store = Scripted::new(Some(expired()));
     Scripted::set(&store.load, Act::Panic);
-    let err = offline(store).tokens().await.unwrap_err();
+    let err = offline(store).load_tokens().await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -173,7 +173,7 @@ async fn a_store_that_hangs_times_out_as_a_store_failure_that_is_not_cached() {
         .build()
         .unwrap();
     let started = tokio::time::Instant::now();
-    let err = manager.tokens().await.unwrap_err();
+    let err = manager.load_tokens().await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -186,7 +186,7 @@ async fn a_store_that_hangs_times_out_as_a_store_failure_that_is_not_cached() {
     );
     assert_eq!(started.elapsed(), Duration::from_secs(3));
     // The next caller tries the store again: no cooldown for store failures.
-    assert!(manager.tokens().await.is_err());
+    assert!(manager.load_tokens().await.is_err());
     assert_eq!(store.loads.load(Ordering::SeqCst), 2);
 }
 
@@ -230,7 +230,7 @@ async fn every_duration_up_to_the_maximum_runs_without_overflow() {
     token_endpoint_issues(&server, token_body("a2", None, Some(60)), 1).await;
     let manager = TokenManager::builder(&common::token_url(&server))
         .client_id("c")
-        .tokens(expired())
+        .initial_tokens(expired())
         .leeway(Duration::MAX)
         .refresh_timeout(Duration::MAX)
         .attempt_timeout(Duration::MAX)
@@ -258,7 +258,7 @@ async fn a_current_thread_runtime_refreshes_in_the_foreground_and_the_background
         .clock(clock.clone())
         .background_refresh(true)
         .on_refresh(move |_| told.notify_one())
-        .tokens(
+        .initial_tokens(
             TokenSet::new("a1")
                 .with_refresh_token("r1")
                 .with_expires_in(Duration::from_secs(3600)),
@@ -311,7 +311,7 @@ async fn background_refresh_still_runs_after_its_task_panicked() {
         .max_retries(0)
         .background_refresh(true)
         .on_refresh(move |_| told.notify_one())
-        .tokens(
+        .initial_tokens(
             TokenSet::new("a1")
                 .with_refresh_token("r1")
                 .with_expires_in(Duration::from_secs(3600)),

@@ -30,7 +30,7 @@ async fn a_retry_after_of_u64_max_ends_the_refresh_instead_of_panicking() {
     let server = MockServer::start().await;
     let answer = ResponseTemplate::new(503).insert_header("retry-after", "18446744073709551615");
     token_endpoint_answers(&server, answer, 1).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let err = manager.refresh().await.unwrap_err();
     assert!(
         matches!(err, Error::HttpStatus { status } if status == 503),
@@ -44,7 +44,7 @@ async fn a_5xx_with_an_oauth_body_is_retried_and_reported_as_transient() {
     let server = MockServer::start().await;
     let answer = ResponseTemplate::new(503).set_body_json(json!({"error": "server_error"}));
     token_endpoint_answers(&server, answer, 3).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let err = manager.refresh().await.unwrap_err();
     assert!(
         matches!(&err, Error::OAuth { error, .. } if error == "server_error"),
@@ -63,7 +63,7 @@ async fn a_5xx_with_a_page_over_the_size_cap_is_still_a_5xx() {
     let answer = ResponseTemplate::new(503).set_body_string(page);
     token_endpoint_answers(&server, answer, 1).await;
     token_endpoint_issues(&server, token_body("at-2", None, Some(3600)), 1).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let next = manager.refresh().await.expect("the 503 was retried");
     assert_eq!(next.access_token().secret(), "at-2");
 }
@@ -76,7 +76,7 @@ async fn control_characters_from_the_server_never_reach_a_log_line() {
     let answer = ResponseTemplate::new(503)
         .set_body_json(json!({"error": "server_error", "error_description": forged}));
     token_endpoint_answers(&server, answer, 3).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let err = manager.refresh().await.unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(
@@ -116,7 +116,7 @@ async fn secrets_a_server_echoes_are_redacted_from_errors_and_logs() {
     token_endpoint_answers(&server, permanent, 1).await;
     let manager = builder(&server)
         .client_secret("client-SECRET-value")
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let err = manager.refresh().await.unwrap_err();
@@ -143,12 +143,12 @@ async fn a_token_answer_from_a_redirect_target_is_refused() {
     // A client that follows redirects, as a user may hand us.
     let manager = builder(&server)
         .http_client(reqwest::Client::new())
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let err = manager.refresh().await.unwrap_err();
     assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
-    let current = manager.current_tokens().unwrap();
+    let current = manager.cached_tokens().unwrap();
     assert_eq!(current.access_token().secret(), "at-SECRET-old");
     assert_eq!(current.refresh_token().unwrap().secret(), "rt-SECRET-old");
 }
@@ -176,7 +176,7 @@ async fn a_401_from_a_redirect_target_neither_refreshes_nor_replays() {
         .await;
     let manager = TokenManager::builder(&token_url(&auth))
         .client_id("c")
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let auth_mw = OAuth2Middleware::builder(manager)
@@ -206,7 +206,7 @@ async fn an_unusable_answer_that_rotates_the_refresh_token_keeps_the_new_one() {
     let announced = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = announced.clone();
     let manager = builder(&server)
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .on_refresh(move |t| {
             let refresh = t.refresh_token().map(|r| r.secret().to_owned());
             seen.lock().unwrap().push(refresh.unwrap_or_default());
@@ -220,7 +220,7 @@ async fn an_unusable_answer_that_rotates_the_refresh_token_keeps_the_new_one() {
         ["rt-2"],
         "saved like a rotation"
     );
-    let kept = manager.current_tokens().unwrap();
+    let kept = manager.cached_tokens().unwrap();
     assert_eq!(kept.refresh_token().unwrap().secret(), "rt-2");
     assert!(
         kept.expires_at()

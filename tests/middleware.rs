@@ -49,7 +49,7 @@ async fn attaches_bearer_token_to_allowed_origin() {
     let api = MockServer::start().await;
     api_answers(&api, "old-access", 200, 2).await;
     token_endpoint_issuing(&auth, "unused", 0).await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let client = client(&manager, &api);
 
     for _ in 0..2 {
@@ -90,7 +90,7 @@ async fn authorization_header_is_marked_sensitive() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&api)
         .await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let seen = Arc::new(AtomicBool::new(false));
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(
@@ -126,7 +126,7 @@ async fn other_origins_get_no_token_and_cause_no_refresh() {
         .expect(1)
         .mount(&elsewhere)
         .await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     // Same host, other port: another origin.
     let response = client(&manager, &api)
         .get(format!("{}/data", elsewhere.uri()))
@@ -147,7 +147,7 @@ async fn request_with_its_own_authorization_is_left_alone() {
         .expect(1)
         .mount(&api)
         .await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let response = client(&manager, &api)
         .get(format!("{}/data", api.uri()))
         .header("authorization", "Basic dXNlcjpwdw==")
@@ -173,7 +173,7 @@ async fn skip_extension_sends_without_token() {
         .expect(1)
         .mount(&api)
         .await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let response = client(&manager, &api)
         .get(format!("{}/health", api.uri()))
         .with_extension(SkipOAuth2)
@@ -218,7 +218,7 @@ async fn unauthorized_without_challenge_refreshes_and_replays_the_same_request()
         .expect(1)
         .mount(&api)
         .await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
 
     let response = client(&manager, &api)
         .post(format!("{}/data", api.uri()))
@@ -244,7 +244,7 @@ async fn invalid_token_challenge_refreshes() {
     )
     .await;
     api_answers(&api, "new-access", 200, 1).await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let response = client(&manager, &api)
         .get(format!("{}/data", api.uri()))
         .send()
@@ -267,7 +267,7 @@ async fn challenges_that_a_new_token_cannot_fix_are_returned_as_is() {
             ResponseTemplate::new(401).insert_header("www-authenticate", challenge),
         )
         .await;
-        let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+        let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
         let response = client(&manager, &api)
             .get(format!("{}/data", api.uri()))
             .send()
@@ -294,7 +294,7 @@ async fn unauthorized_on_the_replay_is_returned_as_is() {
         .expect(1)
         .mount(&api)
         .await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let response = client(&manager, &api)
         .get(format!("{}/data", api.uri()))
         .send()
@@ -317,7 +317,7 @@ async fn streaming_body_is_sent_once_and_its_401_returned() {
         .expect(1)
         .mount(&api)
         .await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let stream = futures_util::stream::iter([Ok::<_, std::io::Error>("streamed")]);
     let response = client(&manager, &api)
         .put(format!("{}/data", api.uri()))
@@ -341,7 +341,7 @@ async fn failed_refresh_after_401_reaches_the_caller_as_typed_error() {
         .mount(&auth)
         .await;
     api_answers(&api, "old-access", 401, 2).await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let client = client(&manager, &api);
     for _ in 0..2 {
         let err = client
@@ -369,7 +369,7 @@ async fn token_within_leeway_is_refreshed_before_the_request() {
     api_answers(&api, "new-access", 200, 1).await;
     let manager = builder(&auth)
         .clock(clock.clone())
-        .tokens(old_tokens().with_expires_in(Duration::from_secs(3600)))
+        .initial_tokens(old_tokens().with_expires_in(Duration::from_secs(3600)))
         .build()
         .unwrap();
     let client = client(&manager, &api);
@@ -392,7 +392,7 @@ async fn leeway_never_exceeds_half_the_lifetime() {
     api_answers(&api, "new-access", 200, 2).await;
     let manager = builder(&auth)
         .clock(clock.clone())
-        .tokens(old_tokens().with_expires_in(Duration::from_secs(10)))
+        .initial_tokens(old_tokens().with_expires_in(Duration::from_secs(10)))
         .build()
         .unwrap();
     let client = client(&manager, &api);
@@ -416,7 +416,7 @@ async fn token_without_expiry_is_used_until_a_401() {
     api_answers(&api, "old-access", 200, 1).await;
     let manager = builder(&auth)
         .clock(clock.clone())
-        .tokens(old_tokens())
+        .initial_tokens(old_tokens())
         .build()
         .unwrap();
     clock.advance(Duration::from_secs(10 * 365 * 86_400));
@@ -442,7 +442,7 @@ async fn failed_refresh_before_expiry_keeps_using_the_valid_token() {
     let manager = builder(&auth)
         .clock(clock.clone())
         .max_retries(0)
-        .tokens(old_tokens().with_expires_in(Duration::from_secs(3600)))
+        .initial_tokens(old_tokens().with_expires_in(Duration::from_secs(3600)))
         .build()
         .unwrap();
     let client = client(&manager, &api);
@@ -481,7 +481,7 @@ async fn outer_retry_layer_does_not_cause_a_second_refresh() {
         .mount(&api)
         .await;
     api_answers(&api, "new-access", 401, 1).await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let policy = ExponentialBackoff::builder()
         .retry_bounds(Duration::from_millis(1), Duration::from_millis(2))
         .build_with_max_retries(3);
@@ -510,7 +510,7 @@ async fn without_replay_a_401_renews_the_token_for_the_next_request() {
     token_endpoint_issuing(&auth, "new-access", 1).await;
     api_rejecting_old_token(&api, ResponseTemplate::new(401)).await;
     api_answers(&api, "new-access", 200, 1).await;
-    let manager = builder(&auth).tokens(old_tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(old_tokens()).build().unwrap();
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(
             OAuth2Middleware::builder(manager)

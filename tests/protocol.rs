@@ -105,7 +105,7 @@ fn with_revocation(server: &MockServer) -> reqwest_oauth2_refresh::TokenManagerB
         .client_id("app")
         .retry_base_delay(Duration::from_millis(1))
         .revocation_url(&format!("{}/revoke", server.uri()))
-        .tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
+        .initial_tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn revoke_revokes_the_refresh_token_and_forgets_the_session() {
     manager.access_token().await.unwrap();
     manager.revoke().await.unwrap();
 
-    assert!(manager.current_tokens().is_none());
+    assert!(manager.cached_tokens().is_none());
     assert!(
         reqwest_oauth2_refresh::TokenStore::load(&*store)
             .await
@@ -169,7 +169,7 @@ async fn revoke_access_token_keeps_the_session() {
         .await;
     let manager = with_revocation(&server).build().unwrap();
     manager.revoke_access_token().await.unwrap();
-    let kept = manager.current_tokens().unwrap();
+    let kept = manager.cached_tokens().unwrap();
     assert_eq!(kept.refresh_token().unwrap().secret(), "rt-1");
     // The revoked access token is not sent again: the next one is new.
     assert_eq!(manager.access_token().await.unwrap().secret(), "at-2");
@@ -190,10 +190,10 @@ async fn revocation_errors_are_typed() {
         "{err:?}"
     );
     // A failed revocation forgets nothing.
-    assert!(manager.current_tokens().is_some());
+    assert!(manager.cached_tokens().is_some());
 
     let without = TokenManager::builder(&format!("{}/token", server.uri()))
-        .tokens(TokenSet::new("a"))
+        .initial_tokens(TokenSet::new("a"))
         .build()
         .unwrap();
     assert!(matches!(
@@ -245,7 +245,7 @@ async fn discovery_uses_rfc8414_path_insertion_and_checks_the_issuer() {
         .unwrap()
         .client_id("app")
         .client_secret("s3cret")
-        .tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
+        .initial_tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
         .build()
         .unwrap();
     assert_eq!(

@@ -30,7 +30,7 @@ async fn a_providers_own_dead_token_code_is_invalid_grant() {
     token_endpoint_answers(&server, 200, json!({"error": "bad_refresh_token"})).await;
     let manager = builder(&server)
         .invalid_grant_error("bad_refresh_token")
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let err = manager.refresh().await.unwrap_err();
@@ -41,7 +41,7 @@ async fn a_providers_own_dead_token_code_is_invalid_grant() {
 async fn without_the_rule_the_same_answer_stays_an_oauth_error() {
     let server = MockServer::start().await;
     token_endpoint_answers(&server, 200, json!({"error": "bad_refresh_token"})).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let err = manager.refresh().await.unwrap_err();
     assert!(
         matches!(&err, Error::OAuth { error, .. } if error == "bad_refresh_token"),
@@ -58,7 +58,7 @@ async fn a_rule_of_your_own_recognises_an_answer_with_no_error_code() {
         .invalid_grant_when(|status, body| {
             status == 400 && body["errors"][0]["field"] == "refresh_token"
         })
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let err = manager.refresh().await.unwrap_err();
@@ -72,7 +72,7 @@ async fn a_bearer_token_under_another_name_is_accepted() {
     token_endpoint_answers(&server, 200, body).await;
     let manager = builder(&server)
         .bearer_token_type("bearertoken")
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     assert_eq!(
@@ -90,7 +90,7 @@ async fn rules_add_up_and_a_message_describes_the_dead_token() {
     let manager = builder(&server)
         .invalid_grant_when(|_, body| body["errors"].is_array())
         .invalid_grant_when(|status, body| status == 400 && body["status"] == "BAD_REFRESH_TOKEN")
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let err = manager.refresh().await.unwrap_err();

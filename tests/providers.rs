@@ -158,7 +158,7 @@ impl Provider {
         builder
             .client_id(CLIENT_ID)
             .client_secret(CLIENT_SECRET)
-            .tokens(
+            .initial_tokens(
                 TokenSet::new("at-0")
                     .with_refresh_token(self.fixture.initial_refresh_token())
                     .with_expires_in(Duration::ZERO),
@@ -187,7 +187,7 @@ impl Provider {
                 panic!("{name}: the documented success did not refresh: {e:?}")
             });
         assert_eq!(response.status(), 200, "{name}");
-        let tokens = manager.current_tokens().expect("tokens");
+        let tokens = manager.cached_tokens().expect("tokens");
         assert_eq!(
             tokens.access_token().secret(),
             success["access_token"].as_str().unwrap(),
@@ -536,7 +536,7 @@ async fn without_their_preset_nonstandard_answers_are_not_invalid_grant() {
             .await;
         let manager = TokenManager::builder(&fixture.local_url(&server))
             .client_id(CLIENT_ID)
-            .tokens(TokenSet::new("at-0").with_refresh_token("rt-0"))
+            .initial_tokens(TokenSet::new("at-0").with_refresh_token("rt-0"))
             .max_retries(0)
             .build()
             .unwrap();
@@ -560,7 +560,7 @@ async fn without_its_preset_slacks_token_type_is_refused() {
         .await;
     let manager = TokenManager::builder(&fixture.local_url(&server))
         .client_id(CLIENT_ID)
-        .tokens(TokenSet::new("at-0").with_refresh_token("rt-0"))
+        .initial_tokens(TokenSet::new("at-0").with_refresh_token("rt-0"))
         .build()
         .unwrap();
     let err = manager.refresh().await.unwrap_err();
@@ -586,7 +586,7 @@ async fn slack_user_tokens_refresh() {
     )))
     .client_id(CLIENT_ID)
     .client_secret(CLIENT_SECRET)
-    .tokens(TokenSet::new("at-0").with_refresh_token("xoxe-1-old"))
+    .initial_tokens(TokenSet::new("at-0").with_refresh_token("xoxe-1-old"))
     .build()
     .unwrap();
     let tokens = manager.refresh().await.unwrap();

@@ -27,7 +27,7 @@ async fn basic_credentials_are_form_urlencoded_before_base64() {
     let manager = TokenManager::builder(&token_url(&server))
         .client_id("my app:1")
         .client_secret(secret)
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     manager.refresh().await.unwrap();
@@ -60,7 +60,7 @@ async fn secret_post_sends_credentials_in_the_body() {
         .client_id("app")
         .client_secret("p&ss=word")
         .client_auth(ClientAuth::SecretPost)
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     manager.refresh().await.unwrap();
@@ -77,7 +77,7 @@ async fn secret_post_sends_credentials_in_the_body() {
 async fn public_client_sends_its_client_id_only() {
     let server = MockServer::start().await;
     token_endpoint_issues(&server, token_body("a2", None, Some(60)), 1).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     manager.refresh().await.unwrap();
 
     let request = &server.received_requests().await.unwrap()[0];
@@ -99,7 +99,7 @@ async fn scope_and_extra_parameters_are_sent() {
     let manager = builder(&server)
         .scope("openid offline_access api://x/.default")
         .extra_param("resource", "https://api.example.com")
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     manager.refresh().await.unwrap();
@@ -156,7 +156,7 @@ async fn rotated_refresh_token_is_saved_and_announced_before_use() {
     let hook_store = store.clone();
     let hook_announced = announced.clone();
     let manager = builder(&server)
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .store(store.clone())
         .on_refresh(move |t| {
             // The store has it by the time the hook runs.
@@ -192,7 +192,7 @@ async fn rotated_refresh_token_is_saved_and_announced_before_use() {
 async fn refresh_token_is_kept_when_none_is_returned() {
     let server = MockServer::start().await;
     token_endpoint_issues(&server, token_body("a2", None, Some(60)), 2).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let next = manager.refresh().await.unwrap();
     assert_eq!(next.refresh_token().unwrap().secret(), "r1");
     manager.refresh().await.unwrap();
@@ -213,7 +213,7 @@ async fn expiry_is_stamped_when_the_response_arrives() {
     .await;
     let manager = builder(&server)
         .clock(clock.clone())
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     clock.advance(Duration::from_secs(1000));
@@ -236,7 +236,7 @@ async fn invalid_grant_is_its_own_error() {
         .expect(1)
         .mount(&server)
         .await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let err = manager.refresh().await.unwrap_err();
     assert!(
         matches!(&err, Error::InvalidGrant { description: Some(d) } if d == "Token is not active"),
@@ -247,7 +247,7 @@ async fn invalid_grant_is_its_own_error() {
     // the user may want to see which one died.
     assert_eq!(
         manager
-            .current_tokens()
+            .cached_tokens()
             .unwrap()
             .refresh_token()
             .unwrap()
@@ -268,7 +268,7 @@ async fn other_oauth_errors_keep_status_code_and_description() {
         .expect(1)
         .mount(&server)
         .await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     match manager.refresh().await.unwrap_err() {
         Error::OAuth {
             status,
@@ -289,7 +289,7 @@ async fn other_oauth_errors_keep_status_code_and_description() {
 async fn error_inside_a_200_is_an_error() {
     let server = MockServer::start().await;
     token_endpoint_issues(&server, json!({"error": "invalid_grant"}), 1).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     assert!(matches!(
         manager.refresh().await.unwrap_err(),
         Error::InvalidGrant { description: None }
@@ -311,7 +311,7 @@ async fn unusable_success_bodies_are_invalid_responses() {
             .expect(1)
             .mount(&server)
             .await;
-        let manager = builder(&server).tokens(tokens()).build().unwrap();
+        let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
         let err = manager.refresh().await.unwrap_err();
         assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
     }
@@ -337,7 +337,7 @@ async fn transient_failures_are_retried_with_the_same_refresh_token() {
         .mount(&server)
         .await;
     token_endpoint_issues(&server, token_body("a2", Some("r2"), Some(60)), 1).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let next = manager.refresh().await.unwrap();
     assert_eq!(next.access_token().secret(), "a2");
     for request in server.received_requests().await.unwrap() {
@@ -359,7 +359,7 @@ async fn slow_token_endpoint_times_out_and_is_retried() {
     .await;
     let manager = builder_at(&token.url())
         .attempt_timeout(Duration::from_millis(200))
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     assert_eq!(
@@ -378,7 +378,7 @@ async fn retry_after_beyond_the_budget_fails_at_once() {
         .await;
     let manager = builder(&server)
         .refresh_timeout(Duration::from_secs(30))
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let started = Instant::now();
@@ -404,7 +404,7 @@ async fn exhausted_retries_keep_the_refresh_token_for_later() {
     token_endpoint_issues(&server, token_body("a2", Some("r2"), Some(60)), 1).await;
     let manager = builder(&server)
         .max_retries(2)
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let err = manager.refresh().await.unwrap_err();
@@ -414,7 +414,7 @@ async fn exhausted_retries_keep_the_refresh_token_for_later() {
     );
     assert_eq!(
         manager
-            .current_tokens()
+            .cached_tokens()
             .unwrap()
             .refresh_token()
             .unwrap()
@@ -438,7 +438,7 @@ async fn unreachable_token_endpoint_is_a_transport_error() {
         .port();
     let manager = TokenManager::builder(&format!("http://127.0.0.1:{port}/token"))
         .retry_base_delay(Duration::from_millis(1))
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let err = manager.refresh().await.unwrap_err();
@@ -459,7 +459,7 @@ async fn oversized_token_response_is_refused() {
     .await;
     let manager = builder(&server)
         .max_response_bytes(16 * 1024)
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let err = manager.refresh().await.unwrap_err();
@@ -479,7 +479,7 @@ async fn redirects_from_the_token_endpoint_are_not_followed() {
         .mount(&server)
         .await;
     token_endpoint_issues(&elsewhere, token_body("stolen", None, None), 0).await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let err = manager.refresh().await.unwrap_err();
     assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
 }
@@ -489,7 +489,7 @@ async fn no_refresh_token_means_no_call() {
     let server = MockServer::start().await;
     token_endpoint_issues(&server, token_body("a2", None, None), 0).await;
     let manager = builder(&server)
-        .tokens(TokenSet::new("only-access"))
+        .initial_tokens(TokenSet::new("only-access"))
         .build()
         .unwrap();
     assert!(matches!(
@@ -516,7 +516,7 @@ async fn tokens_in_the_store_win_over_the_builders() {
     );
     let manager = builder(&server)
         .store(store)
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     assert_eq!(
@@ -540,7 +540,7 @@ async fn set_tokens_replaces_a_dead_session() {
         .expect(1)
         .mount(&server)
         .await;
-    let manager = builder(&server).tokens(tokens()).build().unwrap();
+    let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     assert!(matches!(
         manager.refresh().await.unwrap_err(),
         Error::InvalidGrant { .. }

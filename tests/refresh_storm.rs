@@ -72,7 +72,7 @@ async fn twenty_requests_to_an_api_that_rejects_everything_cause_one_refresh() {
     let clock = TestClock::new();
     let manager = builder(&auth)
         .clock(clock.clone())
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let client = client(&manager, &api, true);
@@ -98,7 +98,7 @@ async fn once_the_token_is_older_than_the_bound_a_401_refreshes_again() {
     let manager = builder(&auth)
         .clock(clock.clone())
         .rejected_token_min_age(Duration::from_secs(30))
-        .tokens(tokens())
+        .initial_tokens(tokens())
         .build()
         .unwrap();
     let client = client(&manager, &api, true);
@@ -115,7 +115,7 @@ async fn without_replays_the_bound_holds_too() {
     let api = MockServer::start().await;
     token_endpoint_rotating(&auth, 1).await;
     api_always_rejecting(&api, 20).await;
-    let manager = builder(&auth).tokens(tokens()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(tokens()).build().unwrap();
     let client = client(&manager, &api, false);
     for _ in 0..20 {
         let response = client

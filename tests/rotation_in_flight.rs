@@ -92,7 +92,7 @@ async fn a_replay_whose_token_a_peer_superseded_in_flight_follows_the_newer_one(
         .await;
     let manager = builder(&auth)
         .store(store.clone())
-        .tokens(first_set())
+        .initial_tokens(first_set())
         .build()
         .unwrap();
     let response = client(&manager, &api)
@@ -103,7 +103,7 @@ async fn a_replay_whose_token_a_peer_superseded_in_flight_follows_the_newer_one(
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(*seen.lock().unwrap(), ["at-1", "at-2", "at-3"]);
-    let current = manager.current_tokens().unwrap();
+    let current = manager.cached_tokens().unwrap();
     assert_eq!(
         current.refresh_token().unwrap().secret(),
         "rt-3",
@@ -121,7 +121,7 @@ async fn a_replay_401_with_nothing_newer_stands_and_causes_no_second_refresh() {
         .expect(2)
         .mount(&api)
         .await;
-    let manager = builder(&auth).tokens(first_set()).build().unwrap();
+    let manager = builder(&auth).initial_tokens(first_set()).build().unwrap();
     let response = client(&manager, &api)
         .post(format!("{}/orders", api.uri()))
         .body("one order")
@@ -159,17 +159,20 @@ async fn a_peers_newer_set_inside_the_leeway_is_adopted_not_refreshed_again() {
         .with_expires_in(Duration::from_secs(4));
     let peer = builder(&auth)
         .store(FileStore::new(&file).unwrap())
-        .tokens(seed)
+        .initial_tokens(seed)
         .build()
         .unwrap();
-    peer.tokens().await.unwrap(); // seeds the file
+    peer.load_tokens().await.unwrap(); // seeds the file
     let clock = TestClock::new();
     let late = builder(&auth)
         .store(FileStore::new(&file).unwrap())
         .clock(clock.clone())
         .build()
         .unwrap();
-    assert_eq!(late.tokens().await.unwrap().access_token().secret(), "at-1");
+    assert_eq!(
+        late.load_tokens().await.unwrap().access_token().secret(),
+        "at-1"
+    );
     // The peer rotates; then this process's clock reaches the peer's set's
     // leeway (4 s tokens: the last 2 s) while it is still valid.
     assert_eq!(

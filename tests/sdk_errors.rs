@@ -56,7 +56,7 @@ async fn error_through_the_stack(answer: ResponseTemplate) -> reqwest_middleware
     token_endpoint_answers(&auth, answer).await;
     let manager = builder(&auth)
         .max_retries(0)
-        .tokens(expired())
+        .initial_tokens(expired())
         .build()
         .unwrap();
     recommended_stack(&manager, &api)
@@ -97,7 +97,7 @@ async fn invalid_client_and_server_errors_are_found_and_classified() {
 async fn an_api_failure_that_is_not_ours_is_not_found() {
     // Nothing listens on this port: the API call itself fails.
     let manager = TokenManager::builder("http://127.0.0.1:9/token")
-        .tokens(TokenSet::new("at-1"))
+        .initial_tokens(TokenSet::new("at-1"))
         .build()
         .unwrap();
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
@@ -143,10 +143,10 @@ async fn a_revoked_set_is_never_served_again_even_if_the_store_cannot_forget_it(
     let manager = builder(&auth)
         .revocation_url(&format!("{}/revoke", auth.uri()))
         .store(Keychain::default())
-        .tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
+        .initial_tokens(TokenSet::new("at-1").with_refresh_token("rt-1"))
         .build()
         .unwrap();
-    manager.tokens().await.unwrap();
+    manager.load_tokens().await.unwrap();
     let err = manager.revoke().await.unwrap_err();
     assert!(
         matches!(
@@ -166,12 +166,12 @@ async fn a_revoked_set_is_never_served_again_even_if_the_store_cannot_forget_it(
         err.to_string().contains("does not support clearing"),
         "{err}"
     );
-    let after = manager.tokens().await.unwrap_err();
+    let after = manager.load_tokens().await.unwrap_err();
     assert!(
         matches!(after, Error::NoTokens),
         "the revoked set came back: {after:?}"
     );
-    assert!(manager.current_tokens().is_none());
+    assert!(manager.cached_tokens().is_none());
 }
 
 #[test]
@@ -206,7 +206,7 @@ async fn a_failing_proactive_refresh_logs_once_per_attempt_not_once_per_request(
     let clock = common::TestClock::new();
     let manager = builder(&auth)
         .clock(clock.clone())
-        .tokens(
+        .initial_tokens(
             TokenSet::new("at-1")
                 .with_refresh_token("rt-1")
                 .with_expires_in(Duration::from_secs(3600)),

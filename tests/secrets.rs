@@ -68,7 +68,7 @@ async fn no_secret_in_logs_debug_or_errors() {
     let builder = TokenManager::builder(&token_url(&auth))
         .client_id("test-client")
         .client_secret("client-SECRET")
-        .tokens(TokenSet::new("access-SECRET-1").with_refresh_token("refresh-SECRET-1"));
+        .initial_tokens(TokenSet::new("access-SECRET-1").with_refresh_token("refresh-SECRET-1"));
     assert_no_secret("builder Debug", &format!("{builder:?}"));
     let manager = builder.build().unwrap();
     let middleware = OAuth2Middleware::builder(manager.clone())
@@ -91,7 +91,7 @@ async fn no_secret_in_logs_debug_or_errors() {
     assert_no_secret("middleware Debug", &format!("{middleware:?}"));
     assert_no_secret(
         "token set Debug",
-        &format!("{:?}", manager.current_tokens().unwrap()),
+        &format!("{:?}", manager.cached_tokens().unwrap()),
     );
     let logs = captured.text();
     assert!(

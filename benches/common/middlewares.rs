@@ -137,7 +137,7 @@ pub fn trivial(inner: reqwest::Client) -> reqwest_middleware::ClientWithMiddlewa
 pub fn manager(server: &Server, access: &str, token_client: reqwest::Client) -> TokenManager {
     TokenManager::builder(&server.url("/token"))
         .client_id("bench")
-        .tokens(
+        .initial_tokens(
             TokenSet::new(access)
                 .with_refresh_token("refresh")
                 .with_expires_in(LIFETIME),

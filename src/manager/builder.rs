@@ -182,9 +182,16 @@ impl TokenManagerBuilder {
     /// The token set to start from. With a [`store`](Self::store) that
     /// already holds tokens, the store wins (another process may have rotated
     /// them); these only seed an empty store.
-    pub fn tokens(mut self, tokens: TokenSet) -> Self {
+    pub fn initial_tokens(mut self, tokens: TokenSet) -> Self {
         self.tokens = Some(tokens);
         self
+    }
+
+    /// The token set to start from: renamed
+    /// [`initial_tokens`](Self::initial_tokens), which says what it does.
+    #[deprecated(since = "0.2.0", note = "renamed to `initial_tokens`")]
+    pub fn tokens(self, tokens: TokenSet) -> Self {
+        self.initial_tokens(tokens)
     }
 
     /// Called with every new token set (after a refresh, or

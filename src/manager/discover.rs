@@ -26,7 +26,7 @@ impl TokenManager {
     ///     .await?
     ///     .client_id("my-app")
     ///     .client_secret("…")
-    ///     .tokens(TokenSet::new("access").with_refresh_token("refresh"))
+    ///     .initial_tokens(TokenSet::new("access").with_refresh_token("refresh"))
     ///     .build()?;
     /// # let _ = manager; Ok(()) }
     /// ```

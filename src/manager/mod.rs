@@ -87,7 +87,7 @@ enum GrantKind {
 /// let manager = TokenManager::builder("https://oauth2.googleapis.com/token")
 ///     .client_id("my-app")
 ///     .client_secret(std::env::var("CLIENT_SECRET").unwrap_or_default())
-///     .tokens(
+///     .initial_tokens(
 ///         TokenSet::new("ya29.current-access-token")
 ///             .with_refresh_token("1//refresh-token")
 ///             .with_expires_in(Duration::from_secs(3599)),
@@ -261,15 +261,28 @@ impl TokenManager {
     }
 
     /// The current token set, loaded from the store (or the builder's
-    /// tokens) the first time; never refreshes, so nothing is spent. A
-    /// client-credentials manager with no token yet asks for its first one.
-    pub async fn tokens(&self) -> Result<TokenSet, Error> {
+    /// initial tokens) the first time; never refreshes, so nothing is spent.
+    /// A client-credentials manager with no token yet asks for its first one.
+    pub async fn load_tokens(&self) -> Result<TokenSet, Error> {
         Ok(self.loaded().await?.tokens().clone())
     }
 
-    /// A copy of the current token set, if one has been loaded.
-    pub fn current_tokens(&self) -> Option<TokenSet> {
+    /// Renamed [`load_tokens`](Self::load_tokens), which says what it does.
+    #[deprecated(since = "0.2.0", note = "renamed to `load_tokens`")]
+    pub async fn tokens(&self) -> Result<TokenSet, Error> {
+        self.load_tokens().await
+    }
+
+    /// A copy of the token set in memory, if one has been loaded; no I/O,
+    /// no refresh.
+    pub fn cached_tokens(&self) -> Option<TokenSet> {
         self.inner.published.get().map(|c| c.tokens().clone())
+    }
+
+    /// Renamed [`cached_tokens`](Self::cached_tokens), which says what it does.
+    #[deprecated(since = "0.2.0", note = "renamed to `cached_tokens`")]
+    pub fn current_tokens(&self) -> Option<TokenSet> {
+        self.cached_tokens()
     }
 
     /// The current set, refreshed first if it is stale.

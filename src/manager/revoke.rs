@@ -32,7 +32,7 @@ impl TokenManager {
     ///     .build()?;
     /// // Sign out:
     /// manager.revoke().await?;
-    /// assert!(matches!(manager.tokens().await, Err(Error::NoTokens)));
+    /// assert!(matches!(manager.load_tokens().await, Err(Error::NoTokens)));
     /// # Ok(()) }
     /// ```
     pub async fn revoke(&self) -> Result<(), Error> {

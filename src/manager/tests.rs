@@ -77,7 +77,7 @@ fn debug_shows_no_secret() {
     let builder = TokenManager::builder("https://auth.example.com/token")
         .client_id("id")
         .client_secret("very-secret-value")
-        .tokens(TokenSet::new("access-secret").with_refresh_token("refresh-secret"));
+        .initial_tokens(TokenSet::new("access-secret").with_refresh_token("refresh-secret"));
     let printed = format!("{builder:?}");
     assert!(!printed.contains("very-secret-value"), "{printed}");
     assert!(!printed.contains("access-secret"), "{printed}");
@@ -91,16 +91,28 @@ fn debug_shows_no_secret() {
 #[test]
 fn without_a_runtime_loading_is_an_error_not_a_panic() {
     let manager = TokenManager::builder("https://auth.example.com/token")
-        .tokens(TokenSet::new("a").with_refresh_token("r"))
+        .initial_tokens(TokenSet::new("a").with_refresh_token("r"))
         .build()
         .unwrap();
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
-    let mut tokens = std::pin::pin!(manager.tokens());
+    let mut tokens = std::pin::pin!(manager.load_tokens());
     match tokens.as_mut().poll(&mut cx) {
         std::task::Poll::Ready(Err(Error::Config(message))) => {
             assert!(message.contains("Tokio runtime"), "{message}");
         }
         other => panic!("expected a clear error, got {other:?}"),
     }
+}
+
+#[tokio::test]
+#[allow(deprecated)]
+async fn the_old_names_still_work() {
+    let manager = TokenManager::builder("https://auth.example.com/token")
+        .tokens(TokenSet::new("a").with_refresh_token("r"))
+        .build()
+        .unwrap();
+    assert!(manager.current_tokens().is_none());
+    assert_eq!(manager.tokens().await.unwrap().access_token().secret(), "a");
+    assert!(manager.current_tokens().is_some());
 }

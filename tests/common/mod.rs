@@ -112,7 +112,7 @@ pub fn form(body: &[u8]) -> Vec<(String, String)> {
 pub async fn until_published(manager: &TokenManager, access: &str) {
     let published = async {
         while manager
-            .current_tokens()
+            .cached_tokens()
             .is_none_or(|t| t.access_token().secret() != access)
         {
             tokio::task::yield_now().await;

@@ -40,7 +40,7 @@ pub async fn client_credentials_single_flight_from_cold_and_after_401(interop: I
         .resource(API_RESOURCE)
         .build()
         .expect("manager");
-    assert!(manager.current_tokens().is_none());
+    assert!(manager.cached_tokens().is_none());
     assert_eq!(interop.stats(&tag).await.cc_grants, 0, "lazy");
     assert!(interop.requests(&tag).await.is_empty(), "lazy");
     let client = interop.client(&manager);
@@ -56,14 +56,14 @@ pub async fn client_credentials_single_flight_from_cold_and_after_401(interop: I
     assert_eq!(stats.api_ok, HERD as u64, "{stats:?}");
     assert_eq!(stats.api_unauthorized, 0, "{stats:?}");
     assert_eq!(grants.load(Ordering::SeqCst), 1, "on_refresh saw it");
-    let tokens = manager.current_tokens().expect("tokens");
+    let tokens = manager.cached_tokens().expect("tokens");
     assert!(tokens.refresh_token().is_none());
     assert_eq!(tokens.expires_in(), Some(Duration::from_secs(600)));
     assert_eq!(tokens.scope(), Some(API_SCOPE));
 
     let mut seen = vec![tokens.access_token().secret().to_owned()];
     for round in 2..=3u64 {
-        let old = manager.current_tokens().expect("tokens");
+        let old = manager.cached_tokens().expect("tokens");
         let old = old.access_token().secret().to_owned();
         interop.invalidate_only(&old).await;
         assert_eq!(interop.raw_service(&old).await, StatusCode::UNAUTHORIZED);
@@ -77,7 +77,7 @@ pub async fn client_credentials_single_flight_from_cold_and_after_401(interop: I
             "round {round}: the invalidated token was rejected: {stats:?}"
         );
         assert_eq!(grants.load(Ordering::SeqCst) as u64, round);
-        let new = manager.current_tokens().expect("tokens");
+        let new = manager.cached_tokens().expect("tokens");
         let new = new.access_token().secret().to_owned();
         assert!(!seen.contains(&new), "round {round}: a new token");
         seen.push(new);
@@ -111,7 +111,7 @@ pub async fn client_credentials_revocation(interop: Interop) {
         .expect("manager");
     let client = interop.client(&manager);
     interop.service_ok(&client).await;
-    let first = manager.current_tokens().expect("tokens");
+    let first = manager.cached_tokens().expect("tokens");
     let first = first.access_token().secret().to_owned();
 
     manager.revoke_access_token().await.expect("revoked");
@@ -130,7 +130,7 @@ pub async fn client_credentials_revocation(interop: Interop) {
     // Only our raw check met the 401: the manager treats a revoked
     // access token as expired and gets a new one before sending.
     assert_eq!(stats.api_unauthorized, 1, "raw check only: {stats:?}");
-    let second = manager.current_tokens().expect("tokens");
+    let second = manager.cached_tokens().expect("tokens");
     let second = second.access_token().secret().to_owned();
     assert_ne!(second, first);
 
@@ -145,7 +145,7 @@ pub async fn client_credentials_revocation(interop: Interop) {
         "{stats:?}"
     );
     assert_eq!(interop.raw_service(&second).await, StatusCode::UNAUTHORIZED);
-    assert!(manager.current_tokens().is_none());
+    assert!(manager.cached_tokens().is_none());
     let third = manager
         .access_token()
         .await

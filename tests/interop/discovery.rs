@@ -224,7 +224,7 @@ pub async fn discovered_manager_refreshes_through_the_middleware(interop: Intero
             .await
             .expect("discovery")
             .client_id(client_cfg.id)
-            .tokens(first.tokens())
+            .initial_tokens(first.tokens())
             .on_refresh(move |_| {
                 counter.fetch_add(1, Ordering::SeqCst);
             });
@@ -243,7 +243,7 @@ pub async fn discovered_manager_refreshes_through_the_middleware(interop: Intero
         assert_eq!(stats.clients, [client_cfg.id], "{stats:?}");
         assert_eq!(stats.token_auth, [expected_auth], "{stats:?}");
         assert_eq!(refreshes.load(Ordering::SeqCst), 1);
-        let now = manager.current_tokens().expect("tokens");
+        let now = manager.cached_tokens().expect("tokens");
         assert_ne!(now.refresh_token().expect("rt").secret(), first.refresh);
     }
 }
@@ -262,7 +262,7 @@ pub async fn discovered_default_auth_is_one_the_server_lists(interop: Interop) {
         .expect("discovery")
         .client_id(POST.id)
         .client_secret(POST_SECRET)
-        .tokens(first.tokens())
+        .initial_tokens(first.tokens())
         .build()
         .expect("manager");
     // `/api/me` accepts the tokens of both issuers.

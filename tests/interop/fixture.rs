@@ -239,7 +239,7 @@ impl Interop {
         let mut builder = TokenManager::builder(&self.token_endpoint)
             .client_id(client.id)
             .client_auth(client.auth)
-            .tokens(tokens)
+            .initial_tokens(tokens)
             .on_refresh(move |_| {
                 refreshes.fetch_add(1, Ordering::SeqCst);
             });

@@ -40,7 +40,7 @@ pub async fn expired_token_401_refreshes_once_and_replays(interop: Interop) {
             "the first token expired before its first use: {before:?}"
         ));
     }
-    let current = manager.current_tokens().expect("tokens");
+    let current = manager.cached_tokens().expect("tokens");
 
     until_expired_at_server(&interop, current.access_token().secret()).await;
 
@@ -50,7 +50,7 @@ pub async fn expired_token_401_refreshes_once_and_replays(interop: Interop) {
     assert_eq!(stats.refresh_calls, expected, "{stats:?}");
     assert_eq!(stats.refresh_success, expected, "{stats:?}");
     assert_eq!(refreshes.load(Ordering::SeqCst) as u64, expected);
-    let now = manager.current_tokens().expect("tokens");
+    let now = manager.cached_tokens().expect("tokens");
     assert_ne!(now.access_token().secret(), first.access);
     assert_ne!(now.access_token(), current.access_token());
     let rotated = now.refresh_token().expect("a refresh token");
@@ -121,7 +121,7 @@ pub async fn proactive_refresh_before_expiry(interop: Interop) {
         StatusCode::OK,
         "the old token is still valid at the server: the refresh was proactive"
     );
-    let now = manager.current_tokens().expect("tokens");
+    let now = manager.cached_tokens().expect("tokens");
     assert_ne!(now.access_token().secret(), first.access);
     assert_ne!(now.refresh_token().expect("rt").secret(), first.refresh);
 
@@ -155,7 +155,7 @@ pub async fn concurrent_herd_refreshes_once_per_rotation(interop: Interop) {
 
     let mut refresh_tokens = vec![first.refresh.clone()];
     for round in 1..=2u64 {
-        let current = manager.current_tokens().expect("tokens");
+        let current = manager.cached_tokens().expect("tokens");
         interop.invalidate(current.access_token().secret()).await;
         herd(&interop, &client, &login).await;
         let stats = interop.stats(&login).await;
@@ -168,7 +168,7 @@ pub async fn concurrent_herd_refreshes_once_per_rotation(interop: Interop) {
             "round {round}: the revoked token was rejected at least once: {stats:?}"
         );
         assert_eq!(refreshes.load(Ordering::SeqCst) as u64, round);
-        let rotated = manager.current_tokens().expect("tokens");
+        let rotated = manager.cached_tokens().expect("tokens");
         let rotated = rotated.refresh_token().expect("rt").secret().to_owned();
         assert!(
             !refresh_tokens.contains(&rotated),
@@ -244,7 +244,7 @@ pub async fn double_spent_refresh_token_revokes_the_family(interop: Interop) {
 
     interop.invalidate(&first.access).await;
     interop.me(&client, &login).await;
-    let rotated = manager.current_tokens().expect("tokens");
+    let rotated = manager.cached_tokens().expect("tokens");
     assert_ne!(rotated.refresh_token().expect("rt").secret(), first.refresh);
     assert_eq!(
         interop.raw_me(rotated.access_token().secret()).await,

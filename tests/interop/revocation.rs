@@ -66,13 +66,13 @@ pub async fn revoke_ends_the_session_at_the_server(interop: Interop) {
         .expect("discovery")
         .client_id(BASIC.id)
         .client_secret(BASIC_SECRET)
-        .tokens(first.tokens())
+        .initial_tokens(first.tokens())
         .build()
         .expect("manager");
     let client = interop.client(&manager);
     interop.invalidate(&first.access).await;
     interop.me(&client, &login).await;
-    let current = manager.current_tokens().expect("tokens");
+    let current = manager.cached_tokens().expect("tokens");
     let refresh = current.refresh_token().expect("rt").secret().to_owned();
     assert_ne!(refresh, first.refresh, "rotated once");
 
@@ -112,7 +112,7 @@ async fn no_tokens_after_revoke(
     interop: &Interop,
     client: &ClientWithMiddleware,
 ) {
-    assert!(manager.current_tokens().is_none());
+    assert!(manager.cached_tokens().is_none());
     let err = manager.access_token().await.expect_err("no tokens");
     assert!(matches!(err, Error::NoTokens), "{err:?}");
     let err = manager.refresh().await.expect_err("no tokens");
@@ -133,7 +133,7 @@ async fn stale_manager_revokes_what_the_server_forgot(
         .client_id(BASIC.id)
         .client_secret(BASIC_SECRET)
         .revocation_url(&interop.revocation_endpoint)
-        .tokens(tokens)
+        .initial_tokens(tokens)
         .build()
         .expect("manager");
     stale
@@ -231,7 +231,7 @@ pub async fn revoke_access_token_ends_the_grant_at_oidc_provider(interop: Intero
         interop.raw_me(&first.access).await,
         StatusCode::UNAUTHORIZED
     );
-    let kept = manager.current_tokens().expect("the crate keeps the set");
+    let kept = manager.cached_tokens().expect("the crate keeps the set");
     assert_eq!(kept.access_token().secret(), first.access);
     assert_eq!(kept.refresh_token().expect("rt").secret(), first.refresh);
 

@@ -95,7 +95,7 @@ async fn revoke(args: RevokeArgs, secrets: &mut Secrets) -> Result<ExitCode, Fai
     let path = store.as_ref().map(|store| store.path().to_path_buf());
     builder = match store {
         Some(store) => builder.store(store),
-        None => builder.tokens(tokens.clone()),
+        None => builder.initial_tokens(tokens.clone()),
     };
     let manager = build(builder)?;
     if args.access_token {

@@ -112,7 +112,7 @@ async fn spend_from_stdin(
     let manager = build(
         builder(common, Purpose::Refresh, secrets)
             .await?
-            .tokens(input.tokens.clone()),
+            .initial_tokens(input.tokens.clone()),
     )?;
     let new = manager
         .refresh()
@@ -180,7 +180,7 @@ async fn save_again(
 ) -> Result<TokenSet, Failure> {
     // The refresh token is spent and the new set lives only in this
     // process: one more try, then hand it to the user.
-    let Some(new) = manager.current_tokens() else {
+    let Some(new) = manager.cached_tokens() else {
         return Err(Failure::from_error("refresh failed", error));
     };
     secrets.add_tokens(&new);
