@@ -1034,3 +1034,257 @@ async fn configuration_problems() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A token endpoint response, as an authorization code exchange returns it.
+fn fresh_response() -> Value {
+    json!({
+        "access_token": OLD_ACCESS,
+        "token_type": "Bearer",
+        "refresh_token": OLD_REFRESH,
+        "expires_in": 3600,
+        "scope": "read",
+        "id_token": "ignored",
+    })
+}
+
+/// A server standing in for every proxy: a request the binary made would
+/// reach it, and it expects none.
+async fn no_request_expected() -> (MockServer, Vec<(&'static str, String)>) {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .named("any request")
+        .mount(&server)
+        .await;
+    let proxy = server.uri();
+    let env = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+    ]
+    .into_iter()
+    .map(|name| (name, proxy.clone()))
+    .collect();
+    (server, env)
+}
+
+async fn load_with_file_store(path: &Path) -> reqwest_oauth2_refresh::TokenSet {
+    use reqwest_oauth2_refresh::{FileStore, TokenStore as _};
+    FileStore::new(path)
+        .unwrap()
+        .load()
+        .await
+        .expect("the library's FileStore reads the file")
+        .expect("there is a token set")
+}
+
+async fn import(file: &Path, extra: &[&str], stdin: &str, env: &[(&str, String)]) -> Run {
+    let mut args = vec!["import", "--token-file", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    exec(&args, Some(stdin), &env).await
+}
+
+#[tokio::test]
+async fn import_saves_a_token_response_without_calling_any_server() {
+    let (proxy, env) = no_request_expected().await;
+    let dir = temp_dir("import");
+    let file = dir.join("tokens.json");
+
+    let run = import(&file, &[], &fresh_response().to_string(), &env).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "imported: access token (21 chars) expires in 3600 s; refresh token: yes; scope: read\nsaved: {}\n",
+            file.display()
+        )
+    );
+    assert_eq!(run.stderr, "");
+    run.assert_no_secret(&[OLD_ACCESS, OLD_REFRESH]);
+    assert_eq!(mode(&file), 0o600);
+    let tokens = load_with_file_store(&file).await;
+    assert_eq!(tokens.access_token().secret(), OLD_ACCESS);
+    assert_eq!(tokens.refresh_token().unwrap().secret(), OLD_REFRESH);
+    assert_eq!(tokens.scope(), Some("read"));
+    assert_eq!(tokens.expires_in(), Some(Duration::from_secs(3600)));
+    // The lifetime counts from the import: the response carries no time.
+    let expires_at = tokens.expires_at().unwrap();
+    let from_now = expires_at
+        .duration_since(SystemTime::now())
+        .expect("expires in the future");
+    assert!(
+        from_now > Duration::from_secs(3540) && from_now <= Duration::from_secs(3600),
+        "{from_now:?}"
+    );
+    proxy.verify().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn import_refuses_to_replace_a_token_file_without_force() {
+    let (proxy, env) = no_request_expected().await;
+    let dir = temp_dir("import-exists");
+    let file = token_file(&dir);
+    let before = std::fs::read(&file).unwrap();
+    let response = json!({
+        "access_token": NEW_ACCESS,
+        "token_type": "Bearer",
+        "refresh_token": NEW_REFRESH,
+        "expires_in": 3599,
+        "scope": "read write",
+    })
+    .to_string();
+
+    let run = import(&file, &[], &response, &env).await;
+
+    assert_eq!(run.code, 6, "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: the token file {} exists\nhint: give --force to replace it (the tokens in it are lost)\n",
+            file.display()
+        )
+    );
+    run.assert_no_secret(&ALL_TOKENS);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the file is untouched"
+    );
+
+    let run = import(&file, &["--force"], &response, &env).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "imported: access token (27 chars) expires in 3599 s; refresh token: yes; scope: read write\nsaved: {} (replaced the previous token file)\n",
+            file.display()
+        )
+    );
+    assert_eq!(run.stderr, "");
+    run.assert_no_secret(&ALL_TOKENS);
+    assert_new_set(&read_json(&file), NEW_REFRESH);
+    assert_eq!(mode(&file), 0o600);
+    proxy.verify().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn import_a_bare_refresh_token_or_a_token_file() {
+    let (proxy, env) = no_request_expected().await;
+    let dir = temp_dir("import-forms");
+
+    // A bare refresh token: saved expired, so the first use refreshes.
+    let bare = dir.join("bare.json");
+    let run = import(&bare, &[], &format!("{OLD_REFRESH}\n"), &env).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "imported: no access token (the first use refreshes); refresh token: yes; scope: not given\nsaved: {}\n",
+            bare.display()
+        )
+    );
+    run.assert_no_secret(&[OLD_REFRESH]);
+    let tokens = load_with_file_store(&bare).await;
+    assert_eq!(tokens.refresh_token().unwrap().secret(), OLD_REFRESH);
+    assert!(tokens.expires_at().unwrap() <= SystemTime::now(), "expired");
+
+    // A token file's JSON keeps the time it was issued.
+    let copy = dir.join("copy.json");
+    let stored = std::fs::read_to_string(token_file(&dir)).unwrap();
+    let run = import(&copy, &[], &stored, &env).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("imported: access token (21 chars) expired "),
+        "{run:?}"
+    );
+    run.assert_no_secret(&[OLD_ACCESS, OLD_REFRESH]);
+    let tokens = load_with_file_store(&copy).await;
+    assert_eq!(
+        tokens.expires_at(),
+        Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 3600))
+    );
+    assert_eq!(tokens.access_token().secret(), OLD_ACCESS);
+    proxy.verify().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn import_of_bad_input_exits_6_and_writes_nothing() {
+    let (proxy, env) = no_request_expected().await;
+    let dir = temp_dir("import-bad");
+    let file = dir.join("tokens.json");
+    for (input, message) in [
+        (
+            "",
+            "error: stdin is empty: pipe in a token file, a token response (JSON) or a refresh token\n",
+        ),
+        (
+            r#"{"access_token": "old-access-token-AAAA""#,
+            "error: stdin is not valid JSON (error at line 1, column 40)\n",
+        ),
+        (
+            r#"{"error": "invalid_grant", "error_description": "old-refresh-token-RRRR"}"#,
+            "error: stdin holds an OAuth error response (`invalid_grant`), not tokens\n",
+        ),
+        (
+            r#"{"id_token": "old-access-token-AAAA"}"#,
+            "error: the JSON on stdin has neither `access_token` nor `refresh_token`\n",
+        ),
+    ] {
+        let run = import(&file, &[], input, &env).await;
+        assert_eq!(run.code, 6, "{input}: {run:?}");
+        assert_eq!(run.stdout, "", "{input}");
+        assert_eq!(run.stderr, message, "{input}");
+        run.assert_no_secret(&[OLD_ACCESS, OLD_REFRESH]);
+        assert!(!file.exists(), "{input}: nothing is written");
+    }
+
+    // Stdin is the input: `--token-file -` has nowhere to write.
+    let run = exec(
+        &["import", "--token-file", "-"],
+        Some(&fresh_response().to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.starts_with(
+            "error: import reads the tokens from stdin and writes them to --token-file PATH: give a path, not -\n"
+        ),
+        "{run:?}"
+    );
+    proxy.verify().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn help_documents_import() {
+    let run = exec(&["--help"], None, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "import    Save a token response as a token file, without calling any server"
+        ),
+        "{}",
+        run.stdout
+    );
+    let run = exec(&["import", "--help"], None, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for text in [
+        "--token-file <PATH>",
+        "--force",
+        "the refresh token is not spent",
+    ] {
+        assert!(run.stdout.contains(text), "{text:?} in {}", run.stdout);
+    }
+}

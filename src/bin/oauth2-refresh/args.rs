@@ -16,7 +16,7 @@ use crate::report::EXIT_CODES;
 #[command(
     name = "oauth2-refresh",
     version,
-    about = "Refresh, check and revoke OAuth 2.0 refresh tokens, without secrets on the command line",
+    about = "Import, refresh, check and revoke OAuth 2.0 refresh tokens, without secrets on the command line",
     after_help = EXIT_CODES,
     arg_required_else_help = true
 )]
@@ -35,6 +35,19 @@ pub enum Command {
     /// --print-tokens.
     #[command(after_help = EXIT_CODES)]
     Refresh(RefreshArgs),
+    /// Save a token response as a token file, without calling any server:
+    /// the refresh token is not spent.
+    ///
+    /// Reads stdin: a token endpoint response (JSON), a token file's JSON,
+    /// or a bare refresh token on one line. The access token's lifetime
+    /// (`expires_in`) is counted from now, when the response arrives here,
+    /// so pipe it in as soon as it is received; a token file keeps its
+    /// `issued_at`. A bare refresh token is saved as an expired set: the
+    /// first use refreshes it. The file is written atomically, mode 0600,
+    /// under the token file's lock; an existing one is replaced only with
+    /// --force. Prints a summary without secrets.
+    #[command(after_help = EXIT_CODES)]
+    Import(ImportArgs),
     /// Tell whether the refresh token still works: prints `valid`, or
     /// `invalid: <error> <description>`, and the exit code says the same.
     ///
@@ -130,6 +143,18 @@ pub struct RefreshArgs {
 }
 
 #[derive(Args)]
+pub struct ImportArgs {
+    /// The token file to write (as the library's FileStore writes it); the
+    /// tokens come from stdin.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: PathBuf,
+
+    /// Replace the token file if there is one (its tokens are lost).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub common: Common,
@@ -205,6 +230,16 @@ pub fn check_usage(command: &Command) {
                 );
             }
             check_auth("revoke", common);
+            return;
+        }
+        Command::Import(args) => {
+            if is_stdin(&args.token_file) {
+                usage_error(
+                    "import",
+                    "import reads the tokens from stdin and writes them to --token-file PATH: \
+                     give a path, not -",
+                );
+            }
             return;
         }
         Command::Discover(_) => return,

@@ -2,17 +2,23 @@
 //! result; failures go back to `main` to be reported.
 
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use reqwest_oauth2_refresh::ServerMetadata;
 
-use crate::args::{CheckArgs, Command, DiscoverArgs, RefreshArgs, RevokeArgs, is_stdin};
+use crate::args::{
+    CheckArgs, Command, DiscoverArgs, ImportArgs, RefreshArgs, RevokeArgs, is_stdin,
+};
 use crate::manager::{Purpose, build, builder, fetch_metadata};
 use crate::report::{Failure, Secrets};
-use crate::tokens::{Refreshed, load_token_file, open_store, spend, stdin_tokens, tokens_json};
+use crate::tokens::{
+    Imported, Refreshed, load_token_file, open_store, spend, stdin_tokens, tokens_json,
+};
 
 pub async fn run(command: Command, secrets: &mut Secrets) -> Result<ExitCode, Failure> {
     match command {
         Command::Refresh(args) => refresh(args, secrets).await,
+        Command::Import(args) => import(args, secrets).await,
         Command::Check(args) => check(args, secrets).await,
         Command::Revoke(args) => revoke(args, secrets).await,
         Command::Discover(args) => discover(args).await,
@@ -51,6 +57,52 @@ async fn refresh(args: RefreshArgs, secrets: &mut Secrets) -> Result<ExitCode, F
             println!("saved: {}", path.display());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `imported: access token (NN chars) expires in N s; refresh token: yes; scope: ...`
+fn import_summary(imported: &Imported) -> String {
+    let tokens = &imported.tokens;
+    let access = if imported.has_access_token {
+        let expiry = match tokens.expires_at() {
+            None => "expiry not given".to_owned(),
+            Some(at) => match at.duration_since(SystemTime::now()) {
+                // To the nearest second: a lifetime stamped a few
+                // milliseconds ago still reads as given.
+                Ok(left) => format!("expires in {} s", (left.as_millis() + 500) / 1000),
+                Err(past) => format!(
+                    "expired {} s ago",
+                    (past.duration().as_millis() + 500) / 1000
+                ),
+            },
+        };
+        format!(
+            "access token ({} chars) {expiry}",
+            tokens.access_token().secret().chars().count()
+        )
+    } else {
+        "no access token (the first use refreshes)".to_owned()
+    };
+    let refresh = match tokens.refresh_token() {
+        Some(_) => "refresh token: yes",
+        None => "refresh token: none",
+    };
+    let scope = match tokens.scope() {
+        Some(scope) => format!("scope: {scope}"),
+        None => "scope: not given".to_owned(),
+    };
+    format!("imported: {access}; {refresh}; {scope}")
+}
+
+async fn import(args: ImportArgs, secrets: &mut Secrets) -> Result<ExitCode, Failure> {
+    let imported = crate::tokens::import(&args.token_file, args.force, secrets).await?;
+    println!("{}", secrets.redact(&import_summary(&imported)));
+    let replaced = if imported.replaced {
+        " (replaced the previous token file)"
+    } else {
+        ""
+    };
+    println!("saved: {}{replaced}", imported.saved_to.display());
     Ok(ExitCode::SUCCESS)
 }
 

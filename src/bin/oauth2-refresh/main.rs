@@ -1,7 +1,7 @@
-//! `oauth2-refresh`: refresh, check and revoke OAuth 2.0 refresh tokens from
-//! the command line, with the library's token endpoint client: client
-//! authentication, rotation, retries of transient failures, and an atomic,
-//! private token file. Secrets never go on the command line.
+//! `oauth2-refresh`: import, refresh, check and revoke OAuth 2.0 refresh
+//! tokens from the command line, with the library's token endpoint client:
+//! client authentication, rotation, retries of transient failures, and an
+//! atomic, private token file. Secrets never go on the command line.
 
 mod args;
 mod commands;

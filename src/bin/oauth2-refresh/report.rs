@@ -28,11 +28,12 @@ Exit status:
   5  transient: network error, timeout, HTTP 5xx or 429 (after retries);
      try again later, the token file is unchanged
   6  local problem: the token file is missing, unreadable or readable by
-     others, the client secret is not found, or the configuration is invalid
+     others (import: it exists, and --force is not given), stdin holds no
+     tokens, the client secret is not found, or the configuration is invalid
 
 Secrets are never taken on the command line: the client secret comes from
 --client-secret-env NAME, --client-secret-file PATH or $OAUTH2_CLIENT_SECRET,
-and tokens from --token-file (PATH, or - for stdin).";
+and tokens from --token-file (PATH, or - for stdin) or, for import, stdin.";
 
 /// An OAuth error from the server, as `check` reports it.
 #[derive(Debug, Clone)]

@@ -2,8 +2,11 @@
 //! spent, and the new set stored (or, when that fails, handed to the user).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use reqwest_oauth2_refresh::{Error, FileStore, TokenManager, TokenSet, TokenStore as _};
+use reqwest_oauth2_refresh::{
+    DEFAULT_STORE_TIMEOUT, Error, FileStore, LockedSave, TokenManager, TokenSet, TokenStore as _,
+};
 
 use crate::args::{Common, is_stdin};
 use crate::input;
@@ -203,4 +206,82 @@ fn unsaved(new: &TokenSet, path: &Path, why: &str) -> Failure {
 
 pub fn tokens_json(tokens: &TokenSet) -> String {
     serde_json::to_string_pretty(tokens).expect("a token set serializes")
+}
+
+/// An imported token set, and where it went.
+pub struct Imported {
+    pub tokens: TokenSet,
+    /// False when stdin held only a refresh token.
+    pub has_access_token: bool,
+    pub saved_to: PathBuf,
+    /// An existing token file was replaced (--force).
+    pub replaced: bool,
+}
+
+/// `import`: the tokens on stdin saved to `path`, without calling any
+/// server. The check for an existing file and the save happen under the
+/// token file's lock: a library process that is refreshing finishes first,
+/// and two imports cannot both find no file.
+pub async fn import(path: &Path, force: bool, secrets: &mut Secrets) -> Result<Imported, Failure> {
+    let store = open_store(path)?;
+    let input = stdin_tokens(secrets)?;
+    let mut tokens = input.tokens;
+    if !input.has_access_token {
+        // No access token to use: saved as expired, so that the first use
+        // refreshes instead of sending an empty one.
+        tokens = tokens.with_expires_in(Duration::ZERO);
+    }
+    // A library process holds the lock while it refreshes: wait for it as
+    // long as the library waits for a store.
+    let mut lock = match store.lock(DEFAULT_STORE_TIMEOUT).await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(Failure::local("the token file store has no lock")),
+        Err(error) => {
+            return Err(Failure::local(format!(
+                "cannot lock the token file: {}",
+                report::chain(error.as_ref())
+            )));
+        }
+    };
+    let replaced = match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_dir() => {
+            return Err(Failure::local(format!(
+                "--token-file {} is a directory",
+                path.display()
+            )));
+        }
+        Ok(_) if !force => {
+            return Err(
+                Failure::local(format!("the token file {} exists", path.display()))
+                    .with_hint("give --force to replace it (the tokens in it are lost)"),
+            );
+        }
+        Ok(_) => true,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+        Err(error) => {
+            return Err(Failure::local(format!(
+                "cannot use the token file {}: {error}",
+                path.display()
+            )));
+        }
+    };
+    match lock.save(&tokens).await {
+        Ok(LockedSave::Saved) => {}
+        Ok(_) => return Err(Failure::local("the token file was not saved")),
+        Err(error) => {
+            return Err(Failure::local(format!(
+                "cannot save the token file: {}",
+                report::chain(error.as_ref())
+            )));
+        }
+    }
+    // Saved: a failure to unlock changes nothing, and the lock goes with
+    // the process anyway.
+    let _ = lock.release().await;
+    Ok(Imported {
+        tokens,
+        has_access_token: input.has_access_token,
+        saved_to: path.to_path_buf(),
+        replaced,
+    })
 }

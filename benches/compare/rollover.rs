@@ -6,7 +6,8 @@
 //! waits for a refresh shows it. Time moves through an injected clock, so a
 //! rollover happens exactly when the bench says.
 //!
-//! Run: `cargo bench --bench rollover` (prints a table; about 20 s).
+//! Run: `cargo bench -p reqwest-oauth2-refresh-benches --bench rollover`
+//! (prints a table; about 20 s).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

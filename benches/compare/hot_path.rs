@@ -5,7 +5,7 @@
 //! reqwest-middleware 0.4. All variants are in one criterion group per
 //! scenario, so their ratios come from the same run.
 //!
-//! `cargo bench --bench hot_path`
+//! `cargo bench -p reqwest-oauth2-refresh-benches --bench hot_path`
 
 use std::time::{Duration, Instant};
 

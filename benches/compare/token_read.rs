@@ -9,7 +9,7 @@
 //! as an `.await` would: on the fast path it is ready at once and needs no
 //! runtime, so the figure is the call itself.
 //!
-//! `cargo bench --bench token_read`
+//! `cargo bench -p reqwest-oauth2-refresh-benches --bench token_read`
 
 use std::sync::Barrier;
 use std::sync::atomic::Ordering;

@@ -11,7 +11,8 @@
 //!   criterion's one-after-the-other groups for small ratios
 //!   (`ALLOCS_ROUNDS`, default 40, sets the number of rounds).
 //!
-//! A harness=false binary: `cargo bench --bench allocs`.
+//! A harness=false binary:
+//! `cargo bench -p reqwest-oauth2-refresh-benches --bench allocs`.
 //!
 //! For instruction counts under callgrind, `BENCH_VARIANT=<id>` and
 //! `BENCH_N=<n>` run only `n` requests (or `access_token()` calls, with

@@ -17,7 +17,8 @@
 //! - expired: the token's lifetime is over (and the API answers 401 to it),
 //!   so a client that tracks expiry refreshes before sending.
 //!
-//! A harness=false binary; `cargo bench --bench herd`. `HERD_ROUNDS`
+//! A harness=false binary;
+//! `cargo bench -p reqwest-oauth2-refresh-benches --bench herd`. `HERD_ROUNDS`
 //! (default 10) sets the measured rounds per row, after one warm-up round;
 //! `HERD_WORKERS=N` runs the clients on a multi-thread runtime with N
 //! workers instead of a current-thread one.
