@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::GrantKind;
-use super::events::{Events, SessionEnd};
+use super::events::Events;
 use crate::clock::{Clock, SystemClock};
 use crate::endpoint::client_auth::{ClientAuth, ClientSecret};
 use crate::endpoint::response::ResponsePolicy;
@@ -192,48 +192,6 @@ impl TokenManagerBuilder {
     #[deprecated(since = "0.2.0", note = "renamed to `initial_tokens`")]
     pub fn tokens(self, tokens: TokenSet) -> Self {
         self.initial_tokens(tokens)
-    }
-
-    /// Called with every new token set (after a refresh, or
-    /// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens)), after it is saved to the store and
-    /// before any request uses it. Keep it quick: refreshes wait for it.
-    pub fn on_refresh(mut self, hook: impl Fn(&TokenSet) + Send + Sync + 'static) -> Self {
-        self.events.on_refresh = Some(Arc::new(hook));
-        self
-    }
-
-    /// Called once for every failed attempt to get new tokens (not once per
-    /// waiting caller), with its error: for an alert or a metric. Keep it
-    /// quick.
-    pub fn on_refresh_failure(
-        mut self,
-        hook: impl Fn(&crate::Error) + Send + Sync + 'static,
-    ) -> Self {
-        self.events.on_refresh_failure = Some(Arc::new(hook));
-        self
-    }
-
-    /// Called when the session is over and only a new sign-in helps: the
-    /// refresh token was rejected (`invalid_grant`, or a provider's own word
-    /// for it) or [`revoke`](crate::TokenManager::revoke) ended it. The place
-    /// to send the user back to sign-in, or to page someone for a service.
-    ///
-    /// ```
-    /// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
-    /// use reqwest_oauth2_refresh::{SessionEnd, TokenManager};
-    /// let manager = TokenManager::builder("https://auth.example.com/oauth/token")
-    ///     .client_id("my-app")
-    ///     .on_session_end(|end| match end {
-    ///         SessionEnd::RefreshTokenRejected(error) => eprintln!("sign in again: {error}"),
-    ///         SessionEnd::Revoked => eprintln!("signed out"),
-    ///         _ => {}
-    ///     })
-    ///     .build()?;
-    /// # let _ = manager; Ok(()) }
-    /// ```
-    pub fn on_session_end(mut self, hook: impl Fn(&SessionEnd) + Send + Sync + 'static) -> Self {
-        self.events.on_session_end = Some(Arc::new(hook));
-        self
     }
 
     /// Where token sets are loaded from and saved to. Default: a

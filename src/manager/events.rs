@@ -6,6 +6,7 @@ use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use super::TokenManagerBuilder;
 use crate::error::Error;
 use crate::token::TokenSet;
 
@@ -75,5 +76,50 @@ impl Events {
         if let Some(hook) = &self.on_session_end {
             run_hook("on_session_end", || hook(end));
         }
+    }
+}
+
+/// The hooks, set on the builder.
+impl TokenManagerBuilder {
+    /// Called with every new token set (after a refresh, or
+    /// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens)), after it is saved to the store and
+    /// before any request uses it. Keep it quick: refreshes wait for it.
+    pub fn on_refresh(mut self, hook: impl Fn(&TokenSet) + Send + Sync + 'static) -> Self {
+        self.events.on_refresh = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called once for every failed attempt to get new tokens (not once per
+    /// waiting caller), with its error: for an alert or a metric. Keep it
+    /// quick.
+    pub fn on_refresh_failure(
+        mut self,
+        hook: impl Fn(&crate::Error) + Send + Sync + 'static,
+    ) -> Self {
+        self.events.on_refresh_failure = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called when the session is over and only a new sign-in helps: the
+    /// refresh token was rejected (`invalid_grant`, or a provider's own word
+    /// for it) or [`revoke`](crate::TokenManager::revoke) ended it. The place
+    /// to send the user back to sign-in, or to page someone for a service.
+    ///
+    /// ```
+    /// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// use reqwest_oauth2_refresh::{SessionEnd, TokenManager};
+    /// let manager = TokenManager::builder("https://auth.example.com/oauth/token")
+    ///     .client_id("my-app")
+    ///     .on_session_end(|end| match end {
+    ///         SessionEnd::RefreshTokenRejected(error) => eprintln!("sign in again: {error}"),
+    ///         SessionEnd::Revoked => eprintln!("signed out"),
+    ///         _ => {}
+    ///     })
+    ///     .build()?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    pub fn on_session_end(mut self, hook: impl Fn(&SessionEnd) + Send + Sync + 'static) -> Self {
+        self.events.on_session_end = Some(Arc::new(hook));
+        self
     }
 }

@@ -218,6 +218,27 @@ pub struct Imported {
     pub replaced: bool,
 }
 
+/// Whether `path` holds a token file that `import` may replace: an error
+/// without `--force`, and for anything that is not a file.
+fn existing_file(path: &Path, force: bool) -> Result<bool, Failure> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_dir() => Err(Failure::local(format!(
+            "--token-file {} is a directory",
+            path.display()
+        ))),
+        Ok(_) if !force => Err(
+            Failure::local(format!("the token file {} exists", path.display()))
+                .with_hint("give --force to replace it (the tokens in it are lost)"),
+        ),
+        Ok(_) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(Failure::local(format!(
+            "cannot use the token file {}: {error}",
+            path.display()
+        ))),
+    }
+}
+
 /// `import`: the tokens on stdin saved to `path`, without calling any
 /// server. The check for an existing file and the save happen under the
 /// token file's lock: a library process that is refreshing finishes first,
@@ -243,28 +264,7 @@ pub async fn import(path: &Path, force: bool, secrets: &mut Secrets) -> Result<I
             )));
         }
     };
-    let replaced = match std::fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.is_dir() => {
-            return Err(Failure::local(format!(
-                "--token-file {} is a directory",
-                path.display()
-            )));
-        }
-        Ok(_) if !force => {
-            return Err(
-                Failure::local(format!("the token file {} exists", path.display()))
-                    .with_hint("give --force to replace it (the tokens in it are lost)"),
-            );
-        }
-        Ok(_) => true,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
-        Err(error) => {
-            return Err(Failure::local(format!(
-                "cannot use the token file {}: {error}",
-                path.display()
-            )));
-        }
-    };
+    let replaced = existing_file(path, force)?;
     match lock.save(&tokens).await {
         Ok(LockedSave::Saved) => {}
         Ok(_) => return Err(Failure::local("the token file was not saved")),
