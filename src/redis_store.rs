@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{BoxError, Error};
-use crate::store::{LockedSave, StoreLock, TokenStore, poll_lock};
+use crate::store::{LockedSave, StoreError, StoreLock, TokenStore, poll_lock};
 use crate::token::TokenSet;
 use crate::util::jitter::random_u64;
 
@@ -144,10 +144,11 @@ async fn read(
         None => None,
         Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
             // The parse error would quote the secrets: keep only its place.
-            format!(
+            // Corrupt data does not fix itself: a permanent failure.
+            StoreError::permanent(format!(
                 "the value at `{key}` is not a token set (JSON error at column {})",
                 e.column()
-            )
+            ))
         })?),
     };
     Ok((version.unwrap_or(0), tokens))

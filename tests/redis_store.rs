@@ -43,6 +43,11 @@ fn main() -> ExitCode {
         || current_thread().block_on(lock_that_expired_cannot_overwrite_a_newer_set()),
     );
     trials.add(
+        "a_planted_hash_with_a_huge_issued_at_is_a_typed_error",
+        any.as_deref(),
+        || current_thread().block_on(a_planted_hash_with_a_huge_issued_at_is_a_typed_error()),
+    );
+    trials.add(
         "redis_restarting_mid_run_loses_nothing",
         own.as_deref(),
         || multi_thread(2).block_on(redis_restarting_mid_run_loses_nothing()),
@@ -263,6 +268,46 @@ async fn clients_on_separate_connections_refresh_once_per_expiry() {
             "one refresh per expiry, no reuse"
         );
     }
+}
+
+/// A hash someone planted (or a bug wrote): its parse error reaches the
+/// caller as a store failure; before, the overflow of `UNIX_EPOCH +
+/// issued_at` panicked on the caller's task.
+async fn a_planted_hash_with_a_huge_issued_at_is_a_typed_error() {
+    let redis = Redis::start("planted").await;
+    let key = unique_key("planted");
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let planted = format!(r#"{{"access_token":"a","issued_at":{}}}"#, u64::MAX);
+    let _: i64 = redis::cmd("HSET")
+        .arg(&key)
+        .arg("version")
+        .arg(1)
+        .arg("tokens")
+        .arg(planted)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let manager = TokenManager::builder("https://as.invalid/token")
+        .store(RedisStore::connect(&redis.url, &key).await.unwrap())
+        .build()
+        .unwrap();
+    let err = manager.load_tokens().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            reqwest_oauth2_refresh::Error::Store {
+                operation: "load",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("panicked"), "{err}");
+    assert!(
+        !err.is_transient(),
+        "corrupt data does not fix itself: {err}"
+    );
 }
 
 async fn lock_that_expired_cannot_overwrite_a_newer_set() {
