@@ -3,18 +3,20 @@
 //! child processes within a limit, and running one scenario as a trial.
 
 use std::fmt::Display;
-use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::io::ErrorKind;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt as _;
+
+pub use crate::process::run_bounded;
+use crate::process::{collect, first_line_then_collect, with_file_lock};
 use serde_json::Value;
 
 use crate::common::service::multi_thread;
@@ -110,36 +112,6 @@ fn install_node_modules() -> Result<(), String> {
     })
 }
 
-/// Runs `f` holding an exclusive lock on the file `path`, waiting for it
-/// at most `limit`. The lock is the OS's (`flock`): it goes with the file
-/// handle, also when a test process dies holding it.
-fn with_file_lock<T>(
-    path: &Path,
-    limit: Duration,
-    f: impl FnOnce() -> Result<T, String>,
-) -> Result<T, String> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    // `File::lock` blocks without a limit: wait for it on a thread. If we
-    // stop waiting, the thread's send fails and it drops (unlocks) the file.
-    let (locked_tx, locked_rx) = mpsc::channel::<std::io::Result<File>>();
-    std::thread::spawn(move || {
-        let _ = locked_tx.send(file.lock().map(|()| file));
-    });
-    let locked = match locked_rx.recv_timeout(limit) {
-        Ok(Ok(file)) => file,
-        Ok(Err(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
-        Err(_) => return Err(format!("{} stayed locked for {limit:?}", path.display())),
-    };
-    let result = f();
-    drop(locked);
-    result
-}
-
 /// A `node server.mjs` child: killed on drop (and it exits by itself when
 /// its stdin closes, should this process die without dropping it).
 pub struct ServerProcess {
@@ -190,42 +162,6 @@ impl ServerProcess {
     }
 }
 
-/// Appends everything `stream` says to `log`, on a thread.
-fn collect(mut stream: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            log.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-}
-
-/// Sends the first line of `stream`, and appends the rest to `log`.
-fn first_line_then_collect(
-    stream: impl Read + Send + 'static,
-    log: &Arc<Mutex<String>>,
-) -> mpsc::Receiver<String> {
-    let (first_tx, first_rx) = mpsc::channel();
-    let log = log.clone();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stream).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = first_tx.send(first);
-        }
-        for line in lines.map_while(Result::ok) {
-            let mut log = log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    first_rx
-}
-
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -236,43 +172,6 @@ impl Drop for ServerProcess {
                 self.log.lock().unwrap()
             );
         }
-    }
-}
-
-/// Runs `command` to completion within `limit`, killing it past that.
-/// Returns its stdout, or an error with its stderr.
-pub fn run_bounded(mut command: Command, limit: Duration) -> Result<String, String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("could not start {command:?}: {e}"))?;
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        let _ = tx.send(out);
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        err
-    });
-    let Ok(out) = rx.recv_timeout(limit) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(format!("{command:?} did not finish within {limit:?}"));
-    };
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let err = stderr.join().unwrap_or_default();
-    if status.success() {
-        Ok(out)
-    } else {
-        let program = command.get_program().to_string_lossy();
-        Err(format!("{program} exited with {status}: {err}"))
     }
 }
 

@@ -46,6 +46,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/process.rs"]
+mod process;
 
 mod client_credentials;
 mod discovery;
