@@ -96,6 +96,8 @@ pub mod providers;
 mod redis_store;
 mod store;
 mod token;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod util;
 
 pub use clock::{Clock, SystemClock};
