@@ -96,10 +96,14 @@ pub mod providers;
 mod redis_store;
 mod store;
 mod token;
+#[cfg(feature = "tonic")]
+mod tonic;
 #[cfg(feature = "tower")]
 pub mod tower;
 mod util;
 
+#[cfg(feature = "tonic")]
+pub use crate::tonic::OAuth2Interceptor;
 pub use clock::{Clock, SystemClock};
 pub use discovery::ServerMetadata;
 pub use endpoint::client_auth::ClientAuth;

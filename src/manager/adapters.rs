@@ -76,6 +76,30 @@ impl TokenManager {
         }
     }
 
+    /// Why [`insert_authorization`](Self::insert_authorization) found no
+    /// token, for an error message.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn missing_token_reason(&self) -> &'static str {
+        match (self.inner.published.get(), &self.inner.background) {
+            (None, _) => {
+                "no OAuth 2.0 access token has been loaded yet \
+                 (call TokenManager::access_token once at start-up)"
+            }
+            (Some(_), Some(_)) => {
+                "the OAuth 2.0 access token has expired and the background refresh \
+                 has not replaced it yet"
+            }
+            (Some(_), None) => "the OAuth 2.0 access token has expired",
+        }
+    }
+
+    /// Whether a stale token starts a background refresh
+    /// ([`background_refresh`](crate::TokenManagerBuilder::background_refresh)).
+    #[cfg(feature = "tonic")]
+    pub(crate) fn refreshes_in_background(&self) -> bool {
+        self.inner.background.is_some()
+    }
+
     /// The lease of the published token if it is fresh: one atomic load, a
     /// clock read and a reference-count increment. Synchronous, so that an
     /// adapter's future does not carry the slow path.
