@@ -65,8 +65,8 @@ use crate::middleware::SkipOAuth2;
 /// (`/grpc.health.v1.Health/Check`); the `Channel` puts its endpoint's
 /// origin in front of every request, whatever the URI says. From a
 /// path-only URI the layer cannot see where the request goes, so by default
-/// it sends no token with one (and logs a warning once). Tell it what the
-/// wrapped service is bound to with
+/// it sends no token with one (and logs a warning, once per layer). Tell it
+/// what the wrapped service is bound to with
 /// [`channel_origin`](OAuth2LayerBuilder::channel_origin): path-only
 /// requests then go there, and that origin is allowed. Give it the origin
 /// of the endpoint the channel connects to: the layer cannot check it.
