@@ -45,6 +45,19 @@
 //! - [`OAuth2Middleware`]: the thin `reqwest-middleware` adapter.
 //! - [`Error`]: what went wrong, one variant per thing you can act on.
 //!
+//! Features (none on by default):
+//! - `tower`: `tower::OAuth2Layer`, the same rules for any
+//!   `tower::Service<http::Request<B>>` (hyper, tonic channels), with the
+//!   401 / gRPC `UNAUTHENTICATED` recovery. Adds no crate to the build
+//!   (`tower-service`, `tower-layer`, `http-body` are reqwest's already).
+//! - `tonic`: `tower`, plus `OAuth2Interceptor` (a synchronous tonic
+//!   interceptor) and replay of buffered tonic request bodies by the
+//!   layer; depends on `tonic` without its transport.
+//! - `file-store`: `FileStore`, a token file shared by the processes of one
+//!   host.
+//! - `redis`: `RedisStore`, a token set in Redis shared by many hosts.
+//! - `cli`: the `oauth2-refresh` command-line tool.
+//!
 //! TLS: this crate depends on `reqwest` without default features, so your own
 //! `reqwest` dependency decides the TLS stack (the default `reqwest` features
 //! include one).
@@ -109,8 +122,14 @@ pub mod providers;
 mod redis_store;
 mod store;
 mod token;
+#[cfg(feature = "tonic")]
+mod tonic;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod util;
 
+#[cfg(feature = "tonic")]
+pub use crate::tonic::OAuth2Interceptor;
 /// The attribute for implementing [`TokenStore`] and [`StoreLock`], re-exported
 /// so that a store of your own needs no `async-trait` dependency.
 pub use async_trait::async_trait;

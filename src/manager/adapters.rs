@@ -1,12 +1,105 @@
 //! What transport adapters ask of the manager: a lease of the token to
-//! attach, and what to do once the API has rejected one.
+//! attach, the ready header for synchronous code, and what to do once the
+//! API has rejected a token.
 
-use super::current::{Applied, Current, Lease};
+use reqwest::header::HeaderMap;
+
+use super::current::{Applied, Current, Generation, Lease};
 use super::flight::Trigger;
 use super::{TokenManager, ensure_runtime, refresh};
 use crate::error::Error;
 
 impl TokenManager {
+    /// Writes the current token's ready `Authorization` header (`Bearer
+    /// <token>`, marked sensitive) into `headers`, without waiting: the
+    /// synchronous way to the token, for code that cannot `.await` (a tonic
+    /// interceptor, see `OAuth2Interceptor`; a handshake builder). Returns
+    /// `false`, leaving `headers` as they were, when no valid token is at
+    /// hand: none loaded yet, or the current one has expired. An
+    /// `Authorization` header already in `headers` is replaced: check first
+    /// if the caller's own should win.
+    ///
+    /// It never refreshes in place. With
+    /// [`background_refresh(true)`](crate::TokenManagerBuilder::background_refresh),
+    /// a token within the leeway of its expiry (still written), an expired
+    /// one, or none at all starts one background refresh or load (in a
+    /// Tokio task, when called inside a runtime), so that later calls find
+    /// a fresh token. Without it, the token is written while it is valid,
+    /// and something else must refresh it ([`access_token`](Self::access_token),
+    /// the middleware, the tower layer).
+    ///
+    /// With a fresh token this is one atomic load, a clock read and a
+    /// reference-count increment: no lock and no allocation of ours.
+    ///
+    /// ```no_run
+    /// # async fn run(manager: reqwest_oauth2_refresh::TokenManager) -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// manager.access_token().await?; // load once, at start-up
+    /// let mut headers = http::HeaderMap::new();
+    /// if !manager.insert_authorization(&mut headers) {
+    ///     eprintln!("no valid token at hand");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[inline]
+    pub fn insert_authorization(&self, headers: &mut HeaderMap) -> bool {
+        match self.fresh_lease() {
+            Some(lease) => {
+                lease.apply(headers);
+                true
+            }
+            None => self.insert_stale_authorization(headers),
+        }
+    }
+
+    /// [`insert_authorization`](Self::insert_authorization) without a fresh
+    /// token: the still valid one, if any, while a background refresh (when
+    /// configured) replaces it.
+    #[cold]
+    fn insert_stale_authorization(&self, headers: &mut HeaderMap) -> bool {
+        let inner = &self.inner;
+        let current = inner.published.get();
+        let now = inner.clock.now();
+        if let Some(background) = &inner.background {
+            match &current {
+                // Published since `fresh_lease` looked: nothing to refresh.
+                Some(current) if current.is_fresh(now) => {}
+                Some(current) => background.start(self, current.generation()),
+                None => background.start(self, Generation::NONE),
+            }
+        }
+        match current {
+            Some(current) if !current.is_expired(now) => {
+                current.lease().apply(headers);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Why [`insert_authorization`](Self::insert_authorization) found no
+    /// token, for an error message.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn missing_token_reason(&self) -> &'static str {
+        match (self.inner.published.get(), &self.inner.background) {
+            (None, _) => {
+                "no OAuth 2.0 access token has been loaded yet \
+                 (call TokenManager::access_token once at start-up)"
+            }
+            (Some(_), Some(_)) => {
+                "the OAuth 2.0 access token has expired and the background refresh \
+                 has not replaced it yet"
+            }
+            (Some(_), None) => "the OAuth 2.0 access token has expired",
+        }
+    }
+
+    /// Whether a stale token starts a background refresh
+    /// ([`background_refresh`](crate::TokenManagerBuilder::background_refresh)).
+    #[cfg(feature = "tonic")]
+    pub(crate) fn refreshes_in_background(&self) -> bool {
+        self.inner.background.is_some()
+    }
+
     /// The lease of the published token if it is fresh: one atomic load, a
     /// clock read and a reference-count increment. Synchronous, so that an
     /// adapter's future does not carry the slow path.
