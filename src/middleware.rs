@@ -48,7 +48,12 @@ struct RefreshedAfter401;
 ///   challenge with `error="invalid_token"` or no error), the token is
 ///   refreshed, single flight, and the request is replayed once. A 401 for a
 ///   token that has been replaced already is replayed with the new one, with
-///   no second refresh. A 401 on the replay is returned as is.
+///   no second refresh. A 401 on the replay is returned as is, unless a peer
+///   sharing the store superseded the token while the replay was in flight:
+///   then it is sent once more with the peer's token (adopted, not
+///   refreshed). A 401 from a redirect target never refreshes, and a token
+///   the API rejects right after it was issued is not refreshed again for a
+///   while ([`rejected_token_min_age`](crate::TokenManagerBuilder::rejected_token_min_age)).
 ///
 /// Replaying needs a copy of the request made before sending it. A request
 /// with a streaming body cannot be copied: it is sent all the same, and a 401
