@@ -14,12 +14,6 @@
 //! For instruction counts under callgrind, `BENCH_VARIANT=<id>` and
 //! `BENCH_N=<n>` run only `n` calls of that variant after a warm-up.
 
-// The one place with unsafe code here: a counting allocator over `System`.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -35,42 +29,9 @@ use tower::{Layer, Service};
 
 mod util;
 
-struct Counting;
-
-static ON: AtomicBool = AtomicBool::new(false);
-static PROCESS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static THREAD: Cell<u64> = const { Cell::new(0) };
-}
-
-fn record() {
-    if ON.load(Ordering::Relaxed) {
-        PROCESS.fetch_add(1, Ordering::Relaxed);
-        let _ = THREAD.try_with(|c| c.set(c.get() + 1));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; counting touches
-// only atomics and a const-initialized thread-local `Cell`.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "util/counting.rs"]
+mod counting;
+use counting::{Counting, count};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -246,13 +207,7 @@ fn main() {
     println!("| variant | client thread | process |");
     println!("|---|---|---|");
     for variant in &mut variants {
-        let thread_before = THREAD.with(Cell::get);
-        let process_before = PROCESS.load(Ordering::SeqCst);
-        ON.store(true, Ordering::SeqCst);
-        rt.block_on(variant.calls(calls));
-        ON.store(false, Ordering::SeqCst);
-        let thread = THREAD.with(Cell::get) - thread_before;
-        let process = PROCESS.load(Ordering::SeqCst) - process_before;
+        let (thread, process, ()) = count(|| rt.block_on(variant.calls(calls)));
         println!(
             "| {} | {:.2} | {:.2} |",
             variant.name(),

@@ -19,13 +19,8 @@
 //! `BENCH_VARIANT=access_token`) after a warm-up, and print nothing else;
 //! run it with two values of `n` and divide the difference.
 
-// The one place with unsafe code: a counting allocator over `System`.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -34,66 +29,12 @@ use reqwest_oauth2_refresh::{OAuth2Middleware, TokenManager};
 mod common;
 use common::{Server, Variant, median, ready};
 
-struct Counting;
-
-static ON: AtomicBool = AtomicBool::new(false);
-static PROCESS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static THREAD: Cell<u64> = const { Cell::new(0) };
-}
-
-fn record() {
-    if ON.load(Ordering::Relaxed) {
-        PROCESS.fetch_add(1, Ordering::Relaxed);
-        let _ = THREAD.try_with(|c| c.set(c.get() + 1));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; counting touches
-// only atomics and a const-initialized thread-local `Cell` (no allocation,
-// no destructor).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        record();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "../util/counting.rs"]
+mod counting;
+use counting::{Counting, count};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Allocations (this thread, whole process) made by `f`.
-fn count<T>(f: impl FnOnce() -> T) -> (u64, u64, T) {
-    let thread_before = THREAD.with(Cell::get);
-    let process_before = PROCESS.load(Ordering::SeqCst);
-    ON.store(true, Ordering::SeqCst);
-    let out = f();
-    ON.store(false, Ordering::SeqCst);
-    (
-        THREAD.with(Cell::get) - thread_before,
-        PROCESS.load(Ordering::SeqCst) - process_before,
-        out,
-    )
-}
 
 const N: u64 = 1000;
 
