@@ -13,7 +13,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use common::builder;
+use common::{builder, token_endpoint_answers};
 
 #[derive(Clone, Default)]
 struct Seen(Arc<Mutex<Vec<String>>>);
@@ -33,15 +33,6 @@ fn session_end(end: &SessionEnd) -> String {
         SessionEnd::Revoked => "ended: revoked".into(),
         _ => "ended: other".into(),
     }
-}
-
-async fn token_endpoint_answers(server: &MockServer, answer: ResponseTemplate, times: u64) {
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(answer)
-        .expect(times)
-        .mount(server)
-        .await;
 }
 
 #[tokio::test]

@@ -9,20 +9,13 @@ use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use common::{builder, logs, token_body, token_endpoint_issues, token_url};
+use common::{
+    builder, logs, token_body, token_endpoint_answers, token_endpoint_answers_first,
+    token_endpoint_issues, token_url,
+};
 
 fn tokens() -> TokenSet {
     TokenSet::new("at-SECRET-old").with_refresh_token("rt-SECRET-old")
-}
-
-async fn token_endpoint_answers(server: &MockServer, answer: ResponseTemplate, times: u64) {
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(answer)
-        .up_to_n_times(times)
-        .expect(times)
-        .mount(server)
-        .await;
 }
 
 #[tokio::test]
@@ -61,7 +54,7 @@ async fn a_5xx_with_a_page_over_the_size_cap_is_still_a_5xx() {
     let server = MockServer::start().await;
     let page = format!("<html>{}</html>", "x".repeat(200 * 1024));
     let answer = ResponseTemplate::new(503).set_body_string(page);
-    token_endpoint_answers(&server, answer, 1).await;
+    token_endpoint_answers_first(&server, answer, 1).await;
     token_endpoint_issues(&server, token_body("at-2", None, Some(3600)), 1).await;
     let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let next = manager.refresh().await.expect("the 503 was retried");
@@ -107,7 +100,7 @@ async fn secrets_a_server_echoes_are_redacted_from_errors_and_logs() {
     let echo = "bad client client-SECRET-value with rt-SECRET-old for at-SECRET-old";
     let transient = ResponseTemplate::new(503)
         .set_body_json(json!({"error": "server_error", "error_description": echo}));
-    token_endpoint_answers(&server, transient, 1).await;
+    token_endpoint_answers_first(&server, transient, 1).await;
     let permanent = ResponseTemplate::new(400).set_body_json(json!({
         "error": "invalid_request",
         "error_description": echo,
@@ -201,7 +194,7 @@ async fn an_unusable_answer_that_rotates_the_refresh_token_keeps_the_new_one() {
     let unusable = ResponseTemplate::new(200).set_body_json(json!({
         "access_token": "at-2", "token_type": "mac", "refresh_token": "rt-2", "expires_in": 3600
     }));
-    token_endpoint_answers(&server, unusable, 1).await;
+    token_endpoint_answers_first(&server, unusable, 1).await;
     token_endpoint_issues(&server, token_body("at-3", Some("rt-3"), Some(3600)), 1).await;
     let announced = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = announced.clone();

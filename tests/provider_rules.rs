@@ -5,19 +5,9 @@ mod common;
 
 use reqwest_oauth2_refresh::{Error, TokenSet};
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
-use common::builder;
-
-async fn token_endpoint_answers(server: &MockServer, status: u16, body: serde_json::Value) {
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(status).set_body_json(body))
-        .expect(1)
-        .mount(server)
-        .await;
-}
+use common::{builder, token_endpoint_answers};
 
 fn tokens() -> TokenSet {
     TokenSet::new("at-1").with_refresh_token("rt-1")
@@ -27,7 +17,12 @@ fn tokens() -> TokenSet {
 async fn a_providers_own_dead_token_code_is_invalid_grant() {
     let server = MockServer::start().await;
     // GitHub answers a dead refresh token with an error inside a 200.
-    token_endpoint_answers(&server, 200, json!({"error": "bad_refresh_token"})).await;
+    token_endpoint_answers(
+        &server,
+        ResponseTemplate::new(200).set_body_json(json!({"error": "bad_refresh_token"})),
+        1,
+    )
+    .await;
     let manager = builder(&server)
         .invalid_grant_error("bad_refresh_token")
         .initial_tokens(tokens())
@@ -40,7 +35,12 @@ async fn a_providers_own_dead_token_code_is_invalid_grant() {
 #[tokio::test]
 async fn without_the_rule_the_same_answer_stays_an_oauth_error() {
     let server = MockServer::start().await;
-    token_endpoint_answers(&server, 200, json!({"error": "bad_refresh_token"})).await;
+    token_endpoint_answers(
+        &server,
+        ResponseTemplate::new(200).set_body_json(json!({"error": "bad_refresh_token"})),
+        1,
+    )
+    .await;
     let manager = builder(&server).initial_tokens(tokens()).build().unwrap();
     let err = manager.refresh().await.unwrap_err();
     assert!(
@@ -53,7 +53,7 @@ async fn without_the_rule_the_same_answer_stays_an_oauth_error() {
 async fn a_rule_of_your_own_recognises_an_answer_with_no_error_code() {
     let server = MockServer::start().await;
     let body = json!({"message": "Bad Request", "errors": [{"field": "refresh_token", "code": "invalid"}]});
-    token_endpoint_answers(&server, 400, body).await;
+    token_endpoint_answers(&server, ResponseTemplate::new(400).set_body_json(body), 1).await;
     let manager = builder(&server)
         .invalid_grant_when(|status, body| {
             status == 400 && body["errors"][0]["field"] == "refresh_token"
@@ -69,7 +69,7 @@ async fn a_rule_of_your_own_recognises_an_answer_with_no_error_code() {
 async fn a_bearer_token_under_another_name_is_accepted() {
     let server = MockServer::start().await;
     let body = json!({"access_token": "at-2", "token_type": "BearerToken", "expires_in": 60});
-    token_endpoint_answers(&server, 200, body).await;
+    token_endpoint_answers(&server, ResponseTemplate::new(200).set_body_json(body), 1).await;
     let manager = builder(&server)
         .bearer_token_type("bearertoken")
         .initial_tokens(tokens())
@@ -86,7 +86,7 @@ async fn rules_add_up_and_a_message_describes_the_dead_token() {
     let server = MockServer::start().await;
     let body =
         json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"});
-    token_endpoint_answers(&server, 400, body).await;
+    token_endpoint_answers(&server, ResponseTemplate::new(400).set_body_json(body), 1).await;
     let manager = builder(&server)
         .invalid_grant_when(|_, body| body["errors"].is_array())
         .invalid_grant_when(|status, body| status == 400 && body["status"] == "BAD_REFRESH_TOKEN")

@@ -62,6 +62,32 @@ pub async fn token_endpoint_issues(server: &MockServer, body: Value, times: u64)
         .await;
 }
 
+/// The token endpoint gives `answer` to exactly `times` POSTs.
+pub async fn token_endpoint_answers(server: &MockServer, answer: ResponseTemplate, times: u64) {
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(answer)
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
+/// The token endpoint gives `answer` to the first `times` POSTs; the mocks
+/// mounted after this one answer the rest.
+pub async fn token_endpoint_answers_first(
+    server: &MockServer,
+    answer: ResponseTemplate,
+    times: u64,
+) {
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(answer)
+        .up_to_n_times(times)
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
 pub fn token_url(server: &MockServer) -> String {
     format!("{}/token", server.uri())
 }
