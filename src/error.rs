@@ -120,6 +120,11 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The [`Signer`](crate::Signer) could not sign a client assertion or a
+    /// JWT-bearer grant (a KMS that did not answer, a key it refused).
+    #[error("the signer failed: {0}")]
+    Signing(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
+
     /// A refresh was cut short before it ended: it panicked, or it was
     /// abandoned with no runtime left to finish it. Callers that waited for
     /// it get this; the next caller tries again.

@@ -114,6 +114,7 @@ mod endpoint;
 mod error;
 #[cfg(feature = "file-store")]
 mod file_store;
+mod jose;
 mod manager;
 mod middleware;
 mod origin;
@@ -140,6 +141,9 @@ pub use error::{BoxError, Error};
 #[cfg(feature = "file-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use file_store::FileStore;
+#[cfg(feature = "crypto-ring")]
+pub use jose::SigningKey;
+pub use jose::{Algorithm, PublicJwk, Signer};
 pub use manager::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_REJECTED_TOKEN_MIN_AGE,
