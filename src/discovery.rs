@@ -165,7 +165,8 @@ pub(crate) fn builder_from(metadata: &ServerMetadata) -> TokenManagerBuilder {
         "client authentication for a client with a secret (client_auth(..) overrides it)"
     );
     let mut builder = TokenManager::builder(&metadata.token_endpoint)
-        .default_secret_auth(ClientAuth::default_for(methods));
+        .default_secret_auth(ClientAuth::default_for(methods))
+        .discovered(&metadata.issuer, methods);
     if let Some(revocation) = &metadata.revocation_endpoint {
         builder = builder.revocation_url(revocation);
     }

@@ -136,6 +136,7 @@ pub use crate::tonic::OAuth2Interceptor;
 pub use async_trait::async_trait;
 pub use clock::{Clock, SystemClock};
 pub use discovery::ServerMetadata;
+pub use endpoint::assertion::{AssertionAudience, JwtBearerGrant};
 pub use endpoint::client_auth::ClientAuth;
 pub use error::{BoxError, Error};
 #[cfg(feature = "file-store")]

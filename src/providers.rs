@@ -35,6 +35,7 @@
 //! have their settings alone, without the endpoints, in [`rules`]: for the
 //! same provider behind another URL (a proxy, a test server).
 
+use crate::endpoint::assertion::AssertionAudience;
 use crate::endpoint::client_auth::ClientAuth;
 use crate::manager::{TokenManager, TokenManagerBuilder};
 
@@ -92,7 +93,13 @@ pub fn auth0(domain: &str) -> TokenManagerBuilder {
 /// It wants `scope` on refresh requests for the resource the new token is
 /// for, e.g. `https://graph.microsoft.com/.default offline_access`: set it
 /// with [`scope`](TokenManagerBuilder::scope). It has no RFC 7009 revocation
-/// endpoint. Confidential clients send the secret in the body.
+/// endpoint. Confidential clients send the secret in the body. Certificate
+/// credentials are `private_key_jwt`: give the key with
+/// [`client_signer`](TokenManagerBuilder::client_signer) and its
+/// certificate with
+/// [`SigningKey::with_certificate_der`](crate::SigningKey::with_certificate_der)
+/// (the `x5t#S256` header Entra identifies it by); assertions go to the
+/// token endpoint's URL, as Entra wants.
 pub fn entra(tenant: &str) -> TokenManagerBuilder {
     rules::entra(TokenManager::builder(&format!(
         "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
@@ -117,10 +124,15 @@ pub fn cognito(domain: &str) -> TokenManagerBuilder {
 ///
 /// With rotation on, Okta returns a new refresh token on every refresh and
 /// accepts the previous one for a grace period (30 s by default) before it
-/// treats reuse as theft.
+/// treats reuse as theft. Service apps authenticate with `private_key_jwt`
+/// ([`client_signer`](TokenManagerBuilder::client_signer)); Okta wants each
+/// assertion addressed to the URL of the endpoint called, which this preset
+/// sets.
 pub fn okta(domain: &str, authorization_server: &str) -> TokenManagerBuilder {
     let base = format!("{}/oauth2/{authorization_server}/v1", base(domain));
-    TokenManager::builder(&format!("{base}/token")).revocation_url(&format!("{base}/revoke"))
+    TokenManager::builder(&format!("{base}/token"))
+        .revocation_url(&format!("{base}/revoke"))
+        .client_assertion_audience(AssertionAudience::Endpoint)
 }
 
 /// Keycloak, for its base URL (e.g. `https://sso.example.com`, with `/auth`
@@ -253,7 +265,11 @@ pub fn strava() -> TokenManagerBuilder {
     rules::strava(TokenManager::builder("https://www.strava.com/oauth/token"))
 }
 
+#[cfg(feature = "crypto-ring")]
+mod google_sa;
 pub mod rules;
+#[cfg(feature = "crypto-ring")]
+pub use google_sa::{google_service_account, google_service_account_file};
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //! ([`TokenEndpoint::prepare`]), authenticated by [`client_auth`], and its
 //! answer read by the pure functions of [`response`].
 
+pub(crate) mod assertion;
 pub(crate) mod client_auth;
 pub(crate) mod request;
 pub(crate) mod response;
@@ -19,6 +20,7 @@ use crate::error::Error;
 use crate::token::TokenSet;
 use crate::util::http::{ReadError, read_capped};
 use crate::util::time::{deadline_after, ends_after};
+use assertion::JwtBearerGrant;
 use client_auth::{ClientAuth, ClientCredentials};
 use request::{Call, Grant, RevokeHint, TokenRequest};
 use response::{
@@ -39,6 +41,8 @@ pub(crate) struct EndpointConfig {
     pub(crate) max_response_bytes: usize,
     /// What the provider's answers mean beyond RFC 6749.
     pub(crate) policy: ResponsePolicy,
+    /// The JWT-bearer grant's assertions, when that is the grant.
+    pub(crate) jwt_bearer: Option<JwtBearerGrant>,
 }
 
 /// The token client. It knows nothing of callers or stores.
@@ -52,6 +56,7 @@ pub(crate) struct TokenEndpoint {
     retry: RetryPolicy,
     max_response_bytes: usize,
     policy: ResponsePolicy,
+    jwt_bearer: Option<JwtBearerGrant>,
 }
 
 impl TokenEndpoint {
@@ -65,6 +70,7 @@ impl TokenEndpoint {
             retry: config.retry,
             max_response_bytes: config.max_response_bytes,
             policy: config.policy,
+            jwt_bearer: config.jwt_bearer,
         }
     }
 
@@ -112,31 +118,39 @@ impl TokenEndpoint {
             .map_err(|failed| failed.error)
     }
 
-    /// The request for attempt `attempt` (0 for the first) of `call`, built
-    /// from nothing each time: what must be unique per attempt (a signed
-    /// client assertion's `jti`, a DPoP proof) goes in here.
-    pub(crate) async fn prepare(&self, call: Call<'_>, attempt: u32) -> TokenRequest {
-        let _ = attempt;
-        match call {
+    /// One attempt's request for `call`, built from nothing each time: what
+    /// must be unique per attempt (a signed client assertion's `jti`, a
+    /// JWT-bearer assertion, a DPoP proof) is made here, at `clock`'s now.
+    pub(crate) async fn prepare(
+        &self,
+        call: Call<'_>,
+        clock: &dyn Clock,
+    ) -> Result<TokenRequest, Error> {
+        let now = clock.now();
+        let mut request = match call {
             Call::Token(grant) => {
                 let mut request = TokenRequest::new(self.url.clone());
                 request.grant(grant);
+                if let (Grant::JwtBearer, Some(bearer)) = (grant, &self.jwt_bearer) {
+                    let jwt = bearer.assertion(self.url.as_str(), now).await?;
+                    request.secret_field("assertion", &jwt);
+                }
                 if let Some(scope) = &self.scope {
                     request.field("scope", scope);
                 }
                 for (name, value) in &self.extra_params {
                     request.field(name, value);
                 }
-                self.credentials.apply(&mut request);
                 request
             }
             Call::Revoke { url, token, hint } => {
                 let mut request = TokenRequest::new(url.clone());
                 request.revocation(token, hint);
-                self.credentials.apply(&mut request);
                 request
             }
-        }
+        };
+        self.credentials.apply(&mut request, now).await?;
+        Ok(request)
     }
 
     /// The retry loop: prepare, send, interpret; again while the failure is
@@ -153,7 +167,7 @@ impl TokenEndpoint {
         let attempts = async {
             let mut retries = 0;
             loop {
-                let request = self.prepare(call, retries).await;
+                let request = self.prepare(call, clock).await.map_err(Failed::from)?;
                 let (answer, secrets) = self.attempt(request, clock).await;
                 let interpreted = answer.and_then(|answer| interpret(answer, &self.policy));
                 let result = interpreted.map_err(|failed| {

@@ -14,6 +14,9 @@ pub(crate) enum Grant<'a> {
     Refresh(&'a RefreshToken),
     /// RFC 6749 §4.4: a new token for the client itself.
     ClientCredentials,
+    /// RFC 7523 §2.1: a new token for a signed assertion (which
+    /// [`TokenEndpoint::prepare`](super::TokenEndpoint::prepare) adds).
+    JwtBearer,
 }
 
 /// Which kind of token is revoked: RFC 7009 `token_type_hint`.
@@ -103,6 +106,7 @@ impl TokenRequest {
                 self.secret_field("refresh_token", refresh_token.secret());
             }
             Grant::ClientCredentials => self.field("grant_type", "client_credentials"),
+            Grant::JwtBearer => self.field("grant_type", super::assertion::JWT_BEARER_GRANT),
         }
     }
 

@@ -9,7 +9,7 @@ use super::background::BackgroundRefresh;
 use super::budgets::Budgets;
 use super::builder::TokenManagerBuilder;
 use super::{GrantKind, Inner, Parts, TokenManager};
-use crate::endpoint::client_auth::ClientCredentials;
+use crate::endpoint::client_auth::{ClientCredentials, ClientSettings};
 use crate::endpoint::response::is_header_safe;
 use crate::endpoint::retry::RetryPolicy;
 use crate::endpoint::{EndpointConfig, TokenEndpoint};
@@ -27,17 +27,27 @@ impl TokenManagerBuilder {
             .as_deref()
             .map(|url| parse_secure_url("revocation URL", url))
             .transpose()?;
-        if self.grant == GrantKind::ClientCredentials && self.client_secret.is_none() {
+        if self.grant == GrantKind::ClientCredentials
+            && self.client_secret.is_none()
+            && self.keys.signer.is_none()
+        {
             return Err(Error::Config(
-                "the client credentials grant needs a client_secret".into(),
+                "the client credentials grant needs a client_secret or a client_signer".into(),
             ));
         }
-        let credentials = ClientCredentials::resolve(
-            self.client_id,
-            self.client_secret,
-            self.client_auth,
-            self.default_secret_auth,
-        )?;
+        if let Some(grant) = &self.keys.jwt_bearer {
+            grant.check()?;
+        }
+        let credentials = ClientCredentials::resolve(ClientSettings {
+            id: self.client_id,
+            secret: self.client_secret,
+            explicit: self.client_auth,
+            default_with_secret: self.default_secret_auth,
+            signer: self.keys.signer,
+            audience: self.keys.audience,
+            issuer: self.keys.issuer,
+            supported: self.keys.supported_auth,
+        })?;
         check_timeouts(&self.retry, self.store_timeout)?;
         if let Some(tokens) = &self.tokens
             && !is_header_safe(tokens.access_token().secret())
@@ -60,6 +70,7 @@ impl TokenManagerBuilder {
             retry: self.retry,
             max_response_bytes: self.max_response_bytes,
             policy: self.policy,
+            jwt_bearer: self.keys.jwt_bearer,
         });
         Ok(TokenManager::from_inner(Inner::new(Parts {
             endpoint,

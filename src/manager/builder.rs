@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::GrantKind;
 use super::events::Events;
+use super::keys::KeySettings;
 use crate::clock::{Clock, SystemClock};
 use crate::endpoint::client_auth::{ClientAuth, ClientSecret};
 use crate::endpoint::response::ResponsePolicy;
@@ -63,6 +64,7 @@ pub struct TokenManagerBuilder {
     pub(super) store_timeout: Duration,
     pub(super) policy: ResponsePolicy,
     pub(super) rejected_token_min_age: Duration,
+    pub(super) keys: KeySettings,
 }
 
 impl TokenManagerBuilder {
@@ -95,6 +97,7 @@ impl TokenManagerBuilder {
             store_timeout: DEFAULT_STORE_TIMEOUT,
             policy: ResponsePolicy::default(),
             rejected_token_min_age: DEFAULT_REJECTED_TOKEN_MIN_AGE,
+            keys: KeySettings::default(),
         }
     }
 

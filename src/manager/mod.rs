@@ -15,6 +15,7 @@ mod current;
 mod discover;
 mod events;
 mod flight;
+mod keys;
 mod persist;
 mod refresh;
 mod revoke;
@@ -54,6 +55,16 @@ enum GrantKind {
     RefreshToken,
     /// Ask for a new token for the client itself (RFC 6749 §4.4).
     ClientCredentials,
+    /// Exchange a newly signed assertion (RFC 7523 §2.1).
+    JwtBearer,
+}
+
+impl GrantKind {
+    /// Whether a new token needs no refresh token: the client (or its key)
+    /// can always ask for one.
+    fn needs_no_refresh_token(self) -> bool {
+        matches!(self, GrantKind::ClientCredentials | GrantKind::JwtBearer)
+    }
 }
 
 /// Keeps one OAuth 2.0 token set fresh and shares it between tasks.

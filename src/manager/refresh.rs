@@ -70,7 +70,7 @@ pub(super) async fn first_load(
             }
             seed
         }
-        (None, None) if inner.grant == GrantKind::ClientCredentials => {
+        (None, None) if inner.grant.needs_no_refresh_token() => {
             let tokens = match spend(&inner, None).await {
                 Ok(tokens) => tokens,
                 Err(failed) => {
@@ -277,13 +277,15 @@ async fn adopt_after_invalid_grant(
 /// no new refresh token, the old one stays (RFC 6749 §6).
 async fn spend(inner: &Inner, base: Option<&TokenSet>) -> Result<TokenSet, Failed> {
     let clock = inner.clock.as_ref();
-    if inner.grant == GrantKind::ClientCredentials {
-        tracing::debug!("asking the token endpoint for a client-credentials token");
+    let own_grant = match inner.grant {
+        GrantKind::ClientCredentials => Some(Grant::ClientCredentials),
+        GrantKind::JwtBearer => Some(Grant::JwtBearer),
+        GrantKind::RefreshToken => None,
+    };
+    if let Some(grant) = own_grant {
+        tracing::debug!(?grant, "asking the token endpoint for a new token");
         let replaced = base.map(|b| b.access_token().secret());
-        return inner
-            .endpoint
-            .token(Grant::ClientCredentials, replaced, clock)
-            .await;
+        return inner.endpoint.token(grant, replaced, clock).await;
     }
     let refresh_token = base
         .and_then(TokenSet::refresh_token)

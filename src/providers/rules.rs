@@ -23,6 +23,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::prefers_post;
+use crate::endpoint::assertion::AssertionAudience;
 use crate::manager::TokenManagerBuilder;
 
 /// [`google`](super::google)'s settings: the secret in the body.
@@ -30,9 +31,10 @@ pub fn google(builder: TokenManagerBuilder) -> TokenManagerBuilder {
     prefers_post(builder)
 }
 
-/// [`entra`](super::entra)'s settings: the secret in the body.
+/// [`entra`](super::entra)'s settings: the secret in the body; client
+/// assertions (certificate credentials) addressed to the token endpoint.
 pub fn entra(builder: TokenManagerBuilder) -> TokenManagerBuilder {
-    prefers_post(builder)
+    prefers_post(builder).client_assertion_audience(AssertionAudience::Endpoint)
 }
 
 /// [`github`](super::github)'s settings: `bad_refresh_token` is
