@@ -177,7 +177,7 @@ impl Interop {
 
     /// `GET ISSUER/test/ROUTE?NAME=VALUE`, a test-only route of
     /// `server.mjs`, read as JSON.
-    async fn test_route<T: DeserializeOwned>(&self, route: &str, query: (&str, &str)) -> T {
+    pub async fn test_route<T: DeserializeOwned>(&self, route: &str, query: (&str, &str)) -> T {
         let url = format!("{}/test/{route}?{}", self.issuer, form(&[query]));
         let body = self
             .http
@@ -438,7 +438,7 @@ pub async fn service_herd(interop: &Interop, client: &ClientWithMiddleware) {
 }
 
 /// `HERD` concurrent `GET url`: all must be 200 with `expected` in the body.
-async fn herd_at(client: &ClientWithMiddleware, url: &str, expected: &str) {
+pub async fn herd_at(client: &ClientWithMiddleware, url: &str, expected: &str) {
     let tasks: Vec<_> = (0..HERD)
         .map(|_| {
             let client = client.clone();

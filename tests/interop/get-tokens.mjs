@@ -6,14 +6,15 @@
 //   node get-tokens.mjs ISSUER CLIENT_ID [CLIENT_SECRET] [AUTH_METHOD] [--login=NAME]
 //
 // AUTH_METHOD: client_secret_basic (default with a secret), client_secret_post,
-// or none (default without a secret; pass "" as CLIENT_SECRET to give a method
-// without a secret). Prints the token endpoint's JSON response on stdout.
+// private_key_jwt (the private JWK, with its alg and kid, in the environment
+// variable CLIENT_KEY_JWK), or none (default without a secret; pass "" as
+// CLIENT_SECRET to give a method without a secret). Prints the token endpoint's JSON response on stdout.
 // Needs only Node >= 20 (global fetch); no packages.
 //
 // Environment: REDIRECT_URI (default http://127.0.0.1/callback; it is never
 // contacted: the code is read from the Location header).
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes, sign } from 'node:crypto';
 
 const OVERALL_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -198,6 +199,11 @@ async function main() {
     case 'none':
       body.set('client_id', clientId);
       break;
+    case 'private_key_jwt':
+      body.set('client_id', clientId);
+      body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      body.set('client_assertion', clientAssertion(tokenEndpoint));
+      break;
     default:
       fail(`unsupported auth method ${authMethod}`);
   }
@@ -209,6 +215,20 @@ async function main() {
     fail(`token response lacks access_token or refresh_token: ${Object.keys(tokens).join(', ')}`);
   }
   process.stdout.write(`${JSON.stringify(tokens)}\n`);
+}
+
+/** An RFC 7523 client assertion signed with CLIENT_KEY_JWK. */
+function clientAssertion(audience) {
+  const jwk = JSON.parse(process.env.CLIENT_KEY_JWK ?? 'null');
+  if (!jwk?.alg) fail('private_key_jwt needs CLIENT_KEY_JWK with an alg');
+  const key = createPrivateKey({ key: jwk, format: 'jwk' });
+  const now = Math.floor(Date.now() / 1000);
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const input = `${encode({ alg: jwk.alg, kid: jwk.kid, typ: 'JWT' })}.${encode({
+    iss: clientId, sub: clientId, aud: audience, jti: base64url(randomBytes(16)), iat: now, exp: now + 60,
+  })}`;
+  const signature = sign('sha256', Buffer.from(input), jwk.kty === 'EC' ? { key, dsaEncoding: 'ieee-p1363' } : key);
+  return `${input}.${base64url(signature)}`;
 }
 
 main().then(

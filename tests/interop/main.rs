@@ -53,6 +53,7 @@ mod client_credentials;
 mod discovery;
 mod fixture;
 mod harness;
+mod keys;
 mod refresh;
 mod revocation;
 mod stats;
@@ -89,6 +90,9 @@ fn main() -> ExitCode {
         revocation::revoke_access_token_ends_the_grant_at_oidc_provider,
         client_credentials::client_credentials_single_flight_from_cold_and_after_401,
         client_credentials::client_credentials_revocation,
+        keys::private_key_jwt_clients_refresh_under_concurrency_and_revoke,
+        keys::jwt_bearer_grant_exchanges_once_per_herd,
+        keys::google_service_account_key_file_gets_a_token,
     ];
     let mut trials = Trials::from_args("interop");
     harness::show_notes(trials.nocapture());

@@ -46,6 +46,9 @@
 //                                or `client:CLIENT_ID` without one
 //   GET  /test/requests?tag=T    every request that carried the header
 //                                `x-interop-test: T`: method, path, status
+//   GET  /test/keys, POST /google/token, GET /api/machine: see keys.mjs
+//                                (private_key_jwt clients, the JWT-bearer
+//                                grant, a Google-shaped token endpoint)
 //   POST /test/invalidate        form `token=ACCESS_TOKEN`: deletes that one
 //                                access token (user or client credentials),
 //                                as if it had expired. (The real revocation
@@ -56,6 +59,8 @@
 import { createServer } from 'node:http';
 
 import Provider, { errors } from 'oidc-provider';
+
+import { keyClients, keyRoutes, registerJwtBearer } from './keys.mjs';
 
 const REDIRECT_URI = 'http://127.0.0.1/callback';
 // RFC 6749 §2.3.1: client_secret_basic form-urlencodes id and secret before
@@ -253,6 +258,7 @@ function noteClient(s, ctx) {
 /** The client authentication a request used, as RFC 8414 names it. */
 function authMethodOf(ctx) {
   if (/^basic /i.test(ctx.get('authorization'))) return 'client_secret_basic';
+  if (ctx.oidc?.params?.client_assertion) return 'private_key_jwt';
   if (ctx.oidc?.params?.client_secret) return 'client_secret_post';
   return 'none';
 }
@@ -359,8 +365,9 @@ server.listen(port, '127.0.0.1', () => {
   const postOnlyIssuer = `${issuer}${POST_ONLY_PATH}`;
   const provider = new Provider(
     issuer,
-    configuration({ clients: [basicClient, postClient, publicClient, ccClient] }),
+    configuration({ clients: [basicClient, postClient, publicClient, ccClient, ...keyClients] }),
   );
+  registerJwtBearer(provider, `${issuer}/token`);
   const postOnly = new Provider(
     postOnlyIssuer,
     configuration({ clients: [postClient], clientAuthMethods: ['client_secret_post'] }),
@@ -374,6 +381,7 @@ server.listen(port, '127.0.0.1', () => {
 
   // The test-only routes; they run before the main provider's own routes.
   provider.use(async (ctx, next) => {
+    if (await keyRoutes(ctx, provider, issuer)) return;
     if (ctx.path === '/api/me') {
       if (ctx.method !== 'GET') {
         ctx.status = 405;
