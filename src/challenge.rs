@@ -4,8 +4,8 @@
 use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
 
 /// Whether a 401 with these headers is worth a refresh: no challenge at all
-/// (many APIs send none), or a Bearer challenge whose `error` is absent or
-/// `invalid_token`. Not `insufficient_scope` or `invalid_request`, and not a
+/// (many APIs send none), or a Bearer (or DPoP, RFC 9449 §7.1) challenge
+/// whose `error` is absent or `invalid_token`. Not `insufficient_scope` or `invalid_request`, and not a
 /// challenge for another scheme only: a new token fixes none of those.
 pub(crate) fn refresh_may_help(headers: &HeaderMap) -> bool {
     let mut values = headers.get_all(WWW_AUTHENTICATE).iter().peekable();
@@ -17,7 +17,9 @@ pub(crate) fn refresh_may_help(headers: &HeaderMap) -> bool {
         let Ok(text) = value.to_str() else { continue };
         for challenge in parse_challenges(text) {
             saw_any = true;
-            if challenge.scheme.eq_ignore_ascii_case("bearer")
+            let ours = challenge.scheme.eq_ignore_ascii_case("bearer")
+                || challenge.scheme.eq_ignore_ascii_case("dpop");
+            if ours
                 && challenge
                     .error
                     .as_deref()
@@ -30,6 +32,21 @@ pub(crate) fn refresh_may_help(headers: &HeaderMap) -> bool {
     // A header we could not read at all says nothing either way; the 401
     // itself is the signal, as with no header.
     !saw_any
+}
+
+/// Whether an API asks for a DPoP proof with its nonce (RFC 9449 §9): a
+/// `DPoP` challenge whose `error` is `use_dpop_nonce`, read with the
+/// challenge parser (a quoted comma in `error_description` cannot fool it).
+pub(crate) fn asks_for_dpop_nonce(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(parse_challenges)
+        .any(|c| {
+            c.scheme.eq_ignore_ascii_case("dpop")
+                && c.error.as_deref().is_some_and(|e| e == "use_dpop_nonce")
+        })
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -287,5 +304,41 @@ mod tests {
                 "{junk:?}"
             );
         }
+    }
+
+    #[test]
+    fn dpop_challenges_are_read_like_bearer_ones() {
+        assert!(refresh_may_help(&headers(&[
+            r#"DPoP error="invalid_token", algs="ES256""#
+        ])));
+        assert!(!refresh_may_help(&headers(&[
+            r#"DPoP error="use_dpop_nonce""#
+        ])));
+        assert!(asks_for_dpop_nonce(&headers(&[
+            r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#
+        ])));
+        // Two challenges in one header, and one in a second header.
+        assert!(asks_for_dpop_nonce(&headers(&[
+            r#"Bearer realm="api", DPoP algs="ES256", error="use_dpop_nonce""#
+        ])));
+        assert!(asks_for_dpop_nonce(&headers(&[
+            "Bearer",
+            r#"dpop error="use_dpop_nonce""#
+        ])));
+    }
+
+    #[test]
+    fn the_nonce_error_is_not_found_by_substring() {
+        // The words appear, but in another parameter or scheme.
+        assert!(!asks_for_dpop_nonce(&headers(&[
+            r#"DPoP error="invalid_token", error_description="not error=\"use_dpop_nonce\", really""#
+        ])));
+        assert!(!asks_for_dpop_nonce(&headers(&[
+            r#"Bearer error="use_dpop_nonce""#
+        ])));
+        assert!(!asks_for_dpop_nonce(&headers(&[
+            r#"DPoP error_description="use_dpop_nonce""#
+        ])));
+        assert!(!asks_for_dpop_nonce(&HeaderMap::new()));
     }
 }

@@ -110,6 +110,7 @@ mod auth_flow;
 mod challenge;
 mod clock;
 mod discovery;
+mod dpop;
 mod endpoint;
 mod error;
 #[cfg(feature = "file-store")]
@@ -136,6 +137,8 @@ pub use crate::tonic::OAuth2Interceptor;
 pub use async_trait::async_trait;
 pub use clock::{Clock, SystemClock};
 pub use discovery::ServerMetadata;
+#[cfg(feature = "crypto-ring")]
+pub use dpop::DpopKey;
 pub use endpoint::assertion::{AssertionAudience, JwtBearerGrant};
 pub use endpoint::client_auth::ClientAuth;
 pub use error::{BoxError, Error};

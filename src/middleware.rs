@@ -6,10 +6,12 @@ use std::fmt;
 
 use async_trait::async_trait;
 use http::Extensions;
-use reqwest::{Request, Response};
+use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::auth_flow::{AfterResponse, AuthFlow, OriginPolicy};
+use crate::challenge;
+use crate::dpop::ResourceProof;
 use crate::error::Error;
 use crate::manager::Applied;
 use crate::manager::TokenManager;
@@ -131,8 +133,14 @@ impl Middleware for OAuth2Middleware {
         let plan = self
             .flow
             .replay_plan(already_refreshed, || request.try_clone());
+        let dpop = lease.dpop().cloned();
         let sent = lease.apply(request.headers_mut());
-        let response = next.clone().run(request, extensions).await?;
+        let response = match dpop {
+            None => next.clone().run(request, extensions).await?,
+            Some(dpop) => {
+                Box::pin(send_with_proof(request, &dpop, extensions, next.clone())).await?
+            }
+        };
         let replay = match self.flow.after_response(
             response.status(),
             response.headers(),
@@ -176,9 +184,10 @@ impl OAuth2Middleware {
         };
         drop(response);
         let follow = replay.try_clone();
+        let dpop = lease.dpop().cloned();
         let sent = lease.apply(replay.headers_mut());
         tracing::debug!("replaying the request with the new token");
-        let response = next.clone().run(replay, extensions).await?;
+        let response = send(replay, dpop.as_deref(), extensions, next.clone()).await?;
         let (status, answered_by) = (response.status(), response.url());
         let again = self.flow.after_replay(
             status,
@@ -195,9 +204,58 @@ impl OAuth2Middleware {
             return Ok(response);
         };
         drop(response);
+        let dpop = lease.dpop().cloned();
         lease.apply(again.headers_mut());
         tracing::debug!("the token was superseded in flight; sending once more with the newer one");
-        next.run(again, extensions).await
+        send(again, dpop.as_deref(), extensions, next).await
+    }
+}
+
+/// Sends `request`, with a DPoP proof when its token needs one.
+async fn send(
+    request: Request,
+    dpop: Option<&ResourceProof>,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> reqwest_middleware::Result<Response> {
+    match dpop {
+        None => next.run(request, extensions).await,
+        Some(dpop) => send_with_proof(request, dpop, extensions, next).await,
+    }
+}
+
+/// Sends `request` with a new DPoP proof, learning the API's nonce from the
+/// answer; when the API asks for a new nonce (a 401 whose `DPoP` challenge
+/// says `use_dpop_nonce`, RFC 9449 §9, with a `DPoP-Nonce` we did not send),
+/// once more at once with a new proof. That retry is not the 401 replay and
+/// refreshes nothing. A 401 from another origin (a redirect target) earns
+/// no retry: its nonce is not the API's.
+async fn send_with_proof(
+    mut request: Request,
+    dpop: &ResourceProof,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> reqwest_middleware::Result<Response> {
+    // One copy: the retry's. The second answer is returned whatever it is.
+    let mut again = request.try_clone();
+    let (method, url) = (request.method().clone(), request.url().clone());
+    loop {
+        dpop.attach(&method, &url, request.headers_mut())
+            .await
+            .map_err(middleware_error)?;
+        let response = next.clone().run(request, extensions).await?;
+        let new_nonce = dpop.note_nonce(response.url(), response.headers());
+        let retry = new_nonce
+            && response.status() == StatusCode::UNAUTHORIZED
+            && response.url().origin() == url.origin()
+            && challenge::asks_for_dpop_nonce(response.headers());
+        match (retry, again.take()) {
+            (true, Some(copy)) => {
+                tracing::debug!("the API wants a DPoP nonce; sending again with it");
+                request = copy;
+            }
+            _ => return Ok(response),
+        }
     }
 }
 

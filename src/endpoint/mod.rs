@@ -16,7 +16,9 @@ use reqwest::Url;
 use reqwest::header::RETRY_AFTER;
 
 use crate::clock::Clock;
+use crate::dpop::{DPOP, NonceCache, ProofFor, nonce_of, origin};
 use crate::error::Error;
+use crate::token::BoundKey;
 use crate::token::TokenSet;
 use crate::util::http::{ReadError, read_capped};
 use crate::util::time::{deadline_after, ends_after};
@@ -43,6 +45,8 @@ pub(crate) struct EndpointConfig {
     pub(crate) policy: ResponsePolicy,
     /// The JWT-bearer grant's assertions, when that is the grant.
     pub(crate) jwt_bearer: Option<JwtBearerGrant>,
+    /// The DPoP key for sets that are not bound to one of their own.
+    pub(crate) dpop: Option<BoundKey>,
 }
 
 /// The token client. It knows nothing of callers or stores.
@@ -57,6 +61,9 @@ pub(crate) struct TokenEndpoint {
     max_response_bytes: usize,
     policy: ResponsePolicy,
     jwt_bearer: Option<JwtBearerGrant>,
+    dpop: Option<BoundKey>,
+    /// The token endpoint's DPoP nonces (RFC 9449 §8), fed by every answer.
+    nonces: NonceCache,
 }
 
 impl TokenEndpoint {
@@ -71,6 +78,8 @@ impl TokenEndpoint {
             max_response_bytes: config.max_response_bytes,
             policy: config.policy,
             jwt_bearer: config.jwt_bearer,
+            dpop: config.dpop,
+            nonces: NonceCache::default(),
         }
     }
 
@@ -91,15 +100,35 @@ impl TokenEndpoint {
     /// secret the request does not carry but an answer might echo (the
     /// access token being replaced). A failure keeps the new refresh token
     /// of an answer that was unusable otherwise.
+    /// A set bound to a DPoP key (`bound`, or the configured key for one
+    /// that is not) is asked for with a new proof on every attempt, with
+    /// the server's latest nonce, and the new set is bound to the same key.
     pub(crate) async fn token(
         &self,
         grant: Grant<'_>,
         also_secret: Option<&str>,
+        bound: Option<&BoundKey>,
         clock: &dyn Clock,
     ) -> Result<TokenSet, Failed> {
         let extra: Vec<&str> = also_secret.into_iter().collect();
-        self.call(Call::Token(grant), &extra, clock, interpret_token)
-            .await
+        let key = bound.or(self.dpop.as_ref());
+        let prover = key.map(BoundKey::prover).transpose()?;
+        let call = Call::Token {
+            grant,
+            dpop: prover.as_deref(),
+        };
+        let mut tokens = self.call(call, &extra, clock, interpret_token).await?;
+        match key {
+            Some(key) => tokens.set_bound_key(Some(key.clone())),
+            None if tokens.is_dpop_token() => {
+                return Err(Error::invalid_response(
+                    "a DPoP access token came back for a request without a DPoP proof",
+                )
+                .into());
+            }
+            None => {}
+        }
+        Ok(tokens)
     }
 
     /// Revokes a token at an RFC 7009 endpoint. 200 means revoked, also for
@@ -128,8 +157,18 @@ impl TokenEndpoint {
     ) -> Result<TokenRequest, Error> {
         let now = clock.now();
         let mut request = match call {
-            Call::Token(grant) => {
+            Call::Token { grant, dpop } => {
                 let mut request = TokenRequest::new(self.url.clone());
+                if let Some(prover) = dpop {
+                    let nonce = self.nonces.get(&origin(&self.url));
+                    let what = ProofFor {
+                        method: "POST",
+                        url: &self.url,
+                        ath: None,
+                        nonce: nonce.as_deref(),
+                    };
+                    request.headers.insert(DPOP, prover.proof(what, now).await?);
+                }
                 request.grant(grant);
                 if let (Grant::JwtBearer, Some(bearer)) = (grant, &self.jwt_bearer) {
                     let jwt = bearer.assertion(self.url.as_str(), now).await?;
@@ -154,7 +193,9 @@ impl TokenEndpoint {
     }
 
     /// The retry loop: prepare, send, interpret; again while the failure is
-    /// transient, retries are left and the wait fits in the budget.
+    /// transient, retries are left and the wait fits in the budget. A DPoP
+    /// call told to use a new nonce (`use_dpop_nonce`, RFC 9449 §8) is sent
+    /// once more at once, with it: not a retry, and no backoff.
     async fn call<T>(
         &self,
         call: Call<'_>,
@@ -166,27 +207,25 @@ impl TokenEndpoint {
         let deadline = deadline_after(budget);
         let attempts = async {
             let mut retries = 0;
+            let mut nonce_retried = false;
             loop {
+                let nonce_sent = self.nonces.get(&origin(&self.url));
                 let request = self.prepare(call, clock).await.map_err(Failed::from)?;
-                let (answer, secrets) = self.attempt(request, clock).await;
-                let interpreted = answer.and_then(|answer| interpret(answer, &self.policy));
-                let result = interpreted.map_err(|failed| {
-                    let mut known: Vec<&str> = secrets.iter().map(String::as_str).collect();
-                    known.extend_from_slice(extra_secrets);
-                    failed.redacted(&known)
-                });
-                let (error, retry_after) = match result {
-                    Ok(value) => return Ok(value),
-                    Err(AttemptError::Permanent(error)) => return Err(error.into()),
-                    Err(AttemptError::Unusable {
-                        error,
-                        refresh_token,
-                    }) => {
-                        let rotated = Some(refresh_token);
-                        return Err(Failed { error, rotated });
-                    }
-                    Err(AttemptError::Transient { error, retry_after }) => (error, retry_after),
-                };
+                let (error, retry_after) =
+                    match self.attempt(request, extra_secrets, clock, interpret).await {
+                        Ok(value) => return Ok(value),
+                        Err(AttemptError::Transient { error, retry_after }) => (error, retry_after),
+                        Err(AttemptError::Permanent(error))
+                            if !nonce_retried && self.wants_new_nonce(call, &error, nonce_sent) =>
+                        {
+                            nonce_retried = true;
+                            tracing::debug!(
+                                "the token endpoint wants a DPoP nonce; sending again with it"
+                            );
+                            continue;
+                        }
+                        Err(other) => return Err(other.into_failed()),
+                    };
                 if retries >= self.retry.max_retries {
                     return Err(error.into());
                 }
@@ -208,15 +247,33 @@ impl TokenEndpoint {
         }
     }
 
-    /// One POST, its answer read within the size cap, and the secrets the
-    /// request carried.
-    async fn attempt(
+    /// Whether `error` asks a DPoP call for a nonce the server has now given
+    /// (a `DPoP-Nonce` other than the one sent).
+    fn wants_new_nonce(&self, call: Call<'_>, error: &Error, sent: Option<Arc<str>>) -> bool {
+        let dpop = matches!(call, Call::Token { dpop: Some(_), .. });
+        let asked = matches!(error, Error::OAuth { error, .. } if error == "use_dpop_nonce");
+        let now = self.nonces.get(&origin(&self.url));
+        dpop && asked && now.is_some() && now != sent
+    }
+
+    /// One attempt: send, interpret, and redact every secret it carried
+    /// from what a failure says.
+    async fn attempt<T>(
         &self,
         request: TokenRequest,
+        extra_secrets: &[&str],
         clock: &dyn Clock,
-    ) -> (Result<Answer, AttemptError>, Vec<String>) {
+        interpret: fn(Answer, &ResponsePolicy) -> Result<T, AttemptError>,
+    ) -> Result<T, AttemptError> {
         let (url, body, headers, secrets) = request.into_parts();
-        (self.send(url, body, headers, clock).await, secrets)
+        let answer = self.send(url, body, headers, clock).await;
+        answer
+            .and_then(|answer| interpret(answer, &self.policy))
+            .map_err(|failed| {
+                let mut known: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                known.extend_from_slice(extra_secrets);
+                failed.redacted(&known)
+            })
     }
 
     async fn send(
@@ -252,6 +309,9 @@ impl TokenEndpoint {
         }
         // Stamp the expiry when the answer arrives, not when it was asked for.
         let received_at = clock.now();
+        if let Some(nonce) = nonce_of(response.headers()) {
+            self.nonces.note(&origin(&url), nonce);
+        }
         let status = response.status();
         let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
         let body = match read_capped(&mut response, self.max_response_bytes).await {
@@ -277,6 +337,20 @@ impl TokenEndpoint {
 }
 
 impl AttemptError {
+    /// A failure that ends the call (not a transient one).
+    fn into_failed(self) -> Failed {
+        match self {
+            AttemptError::Transient { error, .. } | AttemptError::Permanent(error) => error.into(),
+            AttemptError::Unusable {
+                error,
+                refresh_token,
+            } => Failed {
+                error,
+                rotated: Some(refresh_token),
+            },
+        }
+    }
+
     fn redacted(self, secrets: &[&str]) -> Self {
         match self {
             AttemptError::Transient { error, retry_after } => AttemptError::Transient {

@@ -39,7 +39,11 @@ impl RevokeHint {
 /// this.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Call<'a> {
-    Token(Grant<'a>),
+    /// A token request; with `dpop`, each attempt carries a proof.
+    Token {
+        grant: Grant<'a>,
+        dpop: Option<&'a crate::dpop::Prover>,
+    },
     Revoke {
         url: &'a Url,
         token: &'a str,

@@ -346,7 +346,8 @@ pub(crate) fn token_set_from_json(
 }
 
 /// Lenient: a few servers omit `token_type`; everything we get is sent as
-/// Bearer, so any other type is refused unless the provider's policy names
+/// Bearer, or DPoP (RFC 9449 §5; the token client checks that it sent a
+/// proof), so any other type is refused unless the provider's policy names
 /// it as a bearer token under another name.
 fn check_token_type(value: Option<&Value>, policy: &ResponsePolicy) -> Result<(), Error> {
     match value {
@@ -354,7 +355,7 @@ fn check_token_type(value: Option<&Value>, policy: &ResponsePolicy) -> Result<()
             tracing::debug!("token response has no token_type; assuming Bearer");
             Ok(())
         }
-        Some(Value::String(t)) if policy.is_bearer(t) => Ok(()),
+        Some(Value::String(t)) if policy.is_bearer(t) || t.eq_ignore_ascii_case("dpop") => Ok(()),
         Some(Value::String(t)) => Err(Error::invalid_response(format!(
             "unsupported token_type `{t}` (only Bearer)"
         ))),

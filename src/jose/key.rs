@@ -165,3 +165,9 @@ impl Signer for SigningKey {
         self.pair.sign(self.algorithm, message)
     }
 }
+
+/// A new ES256 or EdDSA key in PKCS#8 PEM: the form a key kept in a store
+/// is saved in.
+pub(crate) fn generate_pkcs8_pem(algorithm: Algorithm) -> Result<String, Error> {
+    Ok(pem::encode_pkcs8(&backend::generate_pkcs8(algorithm)?))
+}

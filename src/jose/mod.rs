@@ -30,6 +30,8 @@ pub(crate) use jws::{b64, compact};
 #[cfg(feature = "crypto-ring")]
 pub use key::SigningKey;
 #[cfg(feature = "crypto-ring")]
+pub(crate) use key::{generate_pkcs8_pem, sha256};
+#[cfg(feature = "crypto-ring")]
 pub(crate) use key_file::read_private_file;
 
 use crate::error::BoxError;

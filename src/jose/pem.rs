@@ -85,3 +85,15 @@ pub(crate) fn pkcs8_key_type(der: &[u8]) -> Option<KeyType> {
         None
     }
 }
+
+/// PKCS#8 DER as PEM (RFC 7468 §10): 64 base64 characters a line.
+pub(crate) fn encode_pkcs8(der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
+}

@@ -71,6 +71,7 @@ impl TokenManagerBuilder {
             max_response_bytes: self.max_response_bytes,
             policy: self.policy,
             jwt_bearer: self.keys.jwt_bearer,
+            dpop: self.keys.dpop,
         });
         Ok(TokenManager::from_inner(Inner::new(Parts {
             endpoint,

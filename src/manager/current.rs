@@ -11,6 +11,7 @@ use arc_swap::ArcSwapOption;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
 use crate::clock::Clock;
+use crate::dpop::{NonceCache, ResourceProof, authorization};
 use crate::error::Error;
 use crate::token::TokenSet;
 use crate::util::jitter::random_fraction;
@@ -39,8 +40,11 @@ impl Generation {
 pub(crate) struct Current {
     generation: Generation,
     tokens: TokenSet,
-    /// `Bearer <token>`, marked sensitive, built once per refresh.
+    /// `Bearer <token>` (or `DPoP <token>`), marked sensitive, built once
+    /// per refresh.
     header: HeaderValue,
+    /// For a DPoP access token: what each request's proof needs.
+    dpop: Option<Arc<ResourceProof>>,
     refresh_at: Option<SystemTime>,
     expires_at: Option<SystemTime>,
     /// Whether the store holds this set; a set whose save failed must not
@@ -78,8 +82,9 @@ impl Current {
         refresh_at: Option<SystemTime>,
         persisted: bool,
         issued: Issued,
+        dpop: Option<Arc<ResourceProof>>,
     ) -> Result<Self, Error> {
-        let header = bearer_header(&tokens)?;
+        let header = authorization(&tokens)?;
         // The first clone of a freshly built header moves its bytes into a
         // shared allocation; doing it here keeps every later clone (one per
         // request) to a reference-count increment.
@@ -89,6 +94,7 @@ impl Current {
             expires_at: tokens.expires_at(),
             tokens,
             header,
+            dpop,
             refresh_at,
             persisted: AtomicBool::new(persisted),
             issued,
@@ -110,6 +116,7 @@ impl Current {
         Lease {
             header: self.header.clone(),
             generation: self.generation,
+            dpop: self.dpop.clone(),
         }
     }
 
@@ -209,6 +216,8 @@ pub(crate) fn bearer_header(tokens: &TokenSet) -> Result<HeaderValue, Error> {
 pub(crate) struct Lease {
     header: HeaderValue,
     generation: Generation,
+    /// Set for a DPoP access token: the request needs a proof as well.
+    dpop: Option<Arc<ResourceProof>>,
 }
 
 impl Lease {
@@ -220,6 +229,12 @@ impl Lease {
         Applied {
             generation: self.generation,
         }
+    }
+
+    /// What the request's DPoP proof needs, for a DPoP access token.
+    #[inline]
+    pub(crate) fn dpop(&self) -> Option<&Arc<ResourceProof>> {
+        self.dpop.as_ref()
     }
 }
 
@@ -234,14 +249,19 @@ pub(crate) struct Published {
     slot: ArcSwapOption<Current>,
     leeway: Duration,
     jitter: bool,
+    /// The APIs' DPoP nonces, shared by every set this manager publishes.
+    nonces: Arc<NonceCache>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Published {
-    pub(crate) fn new(leeway: Duration, jitter: bool) -> Self {
+    pub(crate) fn new(leeway: Duration, jitter: bool, clock: Arc<dyn Clock>) -> Self {
         Self {
             slot: ArcSwapOption::empty(),
             leeway,
             jitter,
+            nonces: Arc::default(),
+            clock,
         }
     }
 
@@ -276,7 +296,8 @@ impl Published {
     ) -> Result<Current, Error> {
         let jitter = self.jitter.then(random_fraction);
         let refresh_at = refresh_at(&tokens, self.leeway, jitter);
-        Current::new(generation, tokens, refresh_at, persisted, issued)
+        let dpop = ResourceProof::for_tokens(&tokens, &self.nonces, &self.clock)?;
+        Current::new(generation, tokens, refresh_at, persisted, issued, dpop)
     }
 
     pub(crate) fn set(&self, current: Arc<Current>) {
@@ -297,7 +318,7 @@ mod tests {
             .with_expires_in(Duration::from_secs(lifetime))
             .with_issued_at(issued);
         let at = refresh_at(&tokens, Duration::from_secs(60), jitter);
-        Current::new(Generation(1), tokens, at, true, Issued::Unknown).unwrap()
+        Current::new(Generation(1), tokens, at, true, Issued::Unknown, None).unwrap()
     }
 
     #[test]
@@ -329,7 +350,8 @@ mod tests {
     #[test]
     fn token_without_expiry_is_always_fresh() {
         let tokens = TokenSet::new("a");
-        let current = Current::new(Generation(1), tokens, None, true, Issued::Unknown).unwrap();
+        let current =
+            Current::new(Generation(1), tokens, None, true, Issued::Unknown, None).unwrap();
         assert!(current.is_fresh(SystemTime::now() + Duration::from_secs(10 * 365 * 86400)));
     }
 

@@ -7,6 +7,7 @@ use super::GrantKind;
 use super::builder::TokenManagerBuilder;
 use crate::endpoint::assertion::{AssertionAudience, JwtBearerGrant};
 use crate::jose::Signer;
+use crate::token::BoundKey;
 
 /// What the builder holds for signed assertions.
 #[derive(Default)]
@@ -17,6 +18,8 @@ pub(super) struct KeySettings {
     /// The server's `token_endpoint_auth_methods_supported`, from discovery.
     pub(super) supported_auth: Option<Vec<String>>,
     pub(super) jwt_bearer: Option<JwtBearerGrant>,
+    /// The DPoP key for new token families.
+    pub(super) dpop: Option<BoundKey>,
 }
 
 impl TokenManagerBuilder {
@@ -90,6 +93,33 @@ impl TokenManagerBuilder {
         if let Some(grant) = &mut self.keys.jwt_bearer {
             grant.set_subject(subject.into());
         }
+        self
+    }
+
+    /// Binds tokens to `key` with DPoP (RFC 9449): every token-endpoint
+    /// call carries a new proof signed by it (with the server's nonce when
+    /// it asks for one), and API requests with a `DPoP` access token carry
+    /// `Authorization: DPoP` and a proof. Sets bound to a key of their own
+    /// ([`TokenSet::with_dpop_key`](crate::TokenSet::with_dpop_key), or
+    /// loaded from a store) keep using theirs; new families (client
+    /// credentials, JWT-bearer grants, a set given without a key) are bound
+    /// to this one, and every store saves the key with the tokens.
+    ///
+    /// ```
+    /// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
+    /// use reqwest_oauth2_refresh::{DpopKey, TokenManager};
+    /// let manager = TokenManager::builder("https://auth.example.com/token")
+    ///     .client_id("service")
+    ///     .client_secret("s3cret")
+    ///     .client_credentials()
+    ///     .dpop(DpopKey::generate()?)
+    ///     .build()?;
+    /// # let _ = manager; Ok(()) }
+    /// # run().unwrap();
+    /// ```
+    #[cfg(feature = "crypto-ring")]
+    pub fn dpop(mut self, key: crate::DpopKey) -> Self {
+        self.keys.dpop = Some(BoundKey::of(&key));
         self
     }
 

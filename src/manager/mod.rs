@@ -149,7 +149,11 @@ struct Inner {
 
 impl Inner {
     fn new(parts: Parts) -> Self {
-        let published = Arc::new(Published::new(parts.leeway, parts.background.is_some()));
+        let published = Arc::new(Published::new(
+            parts.leeway,
+            parts.background.is_some(),
+            parts.clock.clone(),
+        ));
         let flight = Flight::new(
             published.clone(),
             parts.clock.clone(),

@@ -285,7 +285,8 @@ async fn spend(inner: &Inner, base: Option<&TokenSet>) -> Result<TokenSet, Faile
     if let Some(grant) = own_grant {
         tracing::debug!(?grant, "asking the token endpoint for a new token");
         let replaced = base.map(|b| b.access_token().secret());
-        return inner.endpoint.token(grant, replaced, clock).await;
+        let bound = base.and_then(TokenSet::bound_key);
+        return inner.endpoint.token(grant, replaced, bound, clock).await;
     }
     let refresh_token = base
         .and_then(TokenSet::refresh_token)
@@ -294,7 +295,12 @@ async fn spend(inner: &Inner, base: Option<&TokenSet>) -> Result<TokenSet, Faile
     let replaced = base.map(|b| b.access_token().secret());
     let mut tokens = inner
         .endpoint
-        .token(Grant::Refresh(refresh_token), replaced, clock)
+        .token(
+            Grant::Refresh(refresh_token),
+            replaced,
+            base.and_then(TokenSet::bound_key),
+            clock,
+        )
         .await?;
     if tokens.refresh_token().is_none() {
         tokens.set_refresh_token(Some(refresh_token.clone()));

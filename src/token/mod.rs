@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
+pub(crate) use dpop::BoundKey;
+
 /// An OAuth 2.0 access token.
 ///
 /// Cloning is cheap (the secret is shared, not copied). `Debug` prints
@@ -93,6 +95,8 @@ pub struct TokenSet {
     id_token: Option<IdToken>,
     /// The response's other fields, as the server sent them.
     extra: Map<String, Value>,
+    /// The DPoP key the tokens are bound to.
+    dpop_key: Option<BoundKey>,
 }
 
 impl TokenSet {
@@ -108,6 +112,7 @@ impl TokenSet {
             token_type: None,
             id_token: None,
             extra: Map::new(),
+            dpop_key: None,
         }
     }
 
@@ -278,6 +283,7 @@ impl TokenSet {
             token_type: None,
             id_token: None,
             extra: Map::new(),
+            dpop_key: None,
         }
     }
 
@@ -313,10 +319,12 @@ impl fmt::Debug for TokenSet {
             .field("token_type", &self.token_type)
             .field("id_token", &self.id_token)
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .field("dpop_key", &self.dpop_key)
             .finish()
     }
 }
 
+mod dpop;
 mod stored;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::dpop::BoundKey;
 use super::{AccessToken, IdToken, RefreshToken, TokenSet};
 
 #[derive(Serialize, Deserialize)]
@@ -31,6 +32,10 @@ struct StoredTokenSet {
     id_token: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     extra: Map<String, Value>,
+    /// The private key of a DPoP-bound set (PKCS#8 PEM or a private JWK):
+    /// a bound refresh token is useless without it. Absent before 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<String>,
 }
 
 fn is_zero(nanos: &u32) -> bool {
@@ -53,6 +58,7 @@ impl Serialize for TokenSet {
             token_type: self.token_type.clone(),
             id_token: self.id_token.as_ref().map(|t| t.secret().to_owned()),
             extra: self.extra.clone(),
+            dpop_key: self.dpop_key.as_ref().map(|k| k.saved().to_owned()),
         }
         .serialize(serializer)
     }
@@ -80,6 +86,7 @@ impl<'de> Deserialize<'de> for TokenSet {
             token_type: stored.token_type,
             id_token: stored.id_token.map(IdToken::new),
             extra: stored.extra,
+            dpop_key: stored.dpop_key.map(BoundKey::from_saved),
         })
     }
 }

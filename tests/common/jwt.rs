@@ -71,6 +71,7 @@ impl Jwt {
     }
 }
 
+#[allow(dead_code)] // not every test file makes RSA keys
 /// An RSA key in PKCS#8 PEM, made by `openssl` (ring cannot make RSA keys;
 /// CI installs openssl).
 pub fn rsa_pkcs8_pem() -> String {

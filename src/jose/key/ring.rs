@@ -168,3 +168,21 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     out.copy_from_slice(digest.as_ref());
     out
 }
+
+/// A new ES256 or EdDSA key as PKCS#8 DER, for keys that must be saved (a
+/// DPoP key kept with its token set).
+pub(crate) fn generate_pkcs8(alg: Algorithm) -> Result<Vec<u8>, Error> {
+    let rng = SystemRandom::new();
+    let document = match alg {
+        Algorithm::Es256 => EcdsaKeyPair::generate_pkcs8(ES256, &rng),
+        Algorithm::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng),
+        _ => {
+            return Err(Error::Config(format!(
+                "{alg} keys cannot be generated here; load one from PEM or JWK"
+            )));
+        }
+    };
+    document
+        .map(|d| d.as_ref().to_vec())
+        .map_err(|e| Error::Config(format!("key generation failed: {e}")))
+}

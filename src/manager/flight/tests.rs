@@ -33,7 +33,11 @@ fn fixture() -> Fixture {
     let clock = Arc::new(ManualClock(StdMutex::new(
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
     )));
-    let published = Arc::new(Published::new(Duration::from_secs(60), false));
+    let published = Arc::new(Published::new(
+        Duration::from_secs(60),
+        false,
+        Arc::new(crate::clock::SystemClock),
+    ));
     let flight = Flight::new(
         published,
         clock.clone(),

@@ -1,0 +1,114 @@
+//! DPoP on API requests (RFC 9449 §7): a proof with `ath` for every request
+//! that carries a `DPoP` access token, the API's nonces, and the one retry
+//! a `use_dpop_nonce` challenge earns.
+
+use std::sync::Arc;
+
+use http::Method;
+use reqwest::header::{HeaderMap, HeaderValue};
+use url::Url;
+
+use super::{DPOP, NonceCache, ProofFor, Prover, nonce_of, origin};
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::token::TokenSet;
+
+/// What the proofs of one published `DPoP` access token share.
+pub(crate) struct ResourceProof {
+    prover: Arc<Prover>,
+    /// base64url(SHA-256(the access token)).
+    ath: String,
+    nonces: Arc<NonceCache>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ResourceProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceProof").finish_non_exhaustive()
+    }
+}
+
+/// `DPoP <token>` or `Bearer <token>`, marked sensitive, as the set's
+/// `token_type` says: a set bound to a key with Bearer access tokens
+/// (Google binds only the refresh token) sends them as bearer tokens.
+pub(crate) fn authorization(tokens: &TokenSet) -> Result<HeaderValue, Error> {
+    let scheme = if tokens.is_dpop_token() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
+    let mut header = HeaderValue::try_from(format!("{scheme} {}", tokens.access_token().secret()))
+        .map_err(|_| {
+            Error::invalid_response("the access token cannot be sent in an HTTP header")
+        })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+impl ResourceProof {
+    /// The proofs for `tokens`' access token, if it is a DPoP token.
+    pub(crate) fn for_tokens(
+        tokens: &TokenSet,
+        nonces: &Arc<NonceCache>,
+        clock: &Arc<dyn Clock>,
+    ) -> Result<Option<Arc<Self>>, Error> {
+        if !tokens.is_dpop_token() {
+            return Ok(None);
+        }
+        let bound = tokens.bound_key().ok_or_else(|| {
+            Error::Config(
+                "a DPoP access token without its key: give it with TokenSet::with_dpop_key".into(),
+            )
+        })?;
+        let prover = bound.prover()?;
+        Ok(Some(Arc::new(Self {
+            prover,
+            ath: ath_of(tokens)?,
+            nonces: nonces.clone(),
+            clock: clock.clone(),
+        })))
+    }
+
+    /// Puts a new proof for `method` `url` into `headers`.
+    pub(crate) async fn attach(
+        &self,
+        method: &Method,
+        url: &Url,
+        headers: &mut HeaderMap,
+    ) -> Result<(), Error> {
+        let nonce = self.nonces.get(&origin(url));
+        let what = ProofFor {
+            method: method.as_str(),
+            url,
+            ath: Some(&self.ath),
+            nonce: nonce.as_deref(),
+        };
+        let proof = self.prover.proof(what, self.clock.now()).await?;
+        headers.insert(DPOP, proof);
+        Ok(())
+    }
+
+    /// Learns the nonce of a response from `answered_by`; whether it was a
+    /// new one.
+    pub(crate) fn note_nonce(&self, answered_by: &Url, headers: &HeaderMap) -> bool {
+        let Some(nonce) = nonce_of(headers) else {
+            return false;
+        };
+        let origin = origin(answered_by);
+        let before = self.nonces.get(&origin);
+        self.nonces.note(&origin, nonce);
+        self.nonces.get(&origin) != before
+    }
+}
+
+#[cfg(feature = "crypto-ring")]
+fn ath_of(tokens: &TokenSet) -> Result<String, Error> {
+    Ok(super::ath(tokens.access_token().secret()))
+}
+
+#[cfg(not(feature = "crypto-ring"))]
+fn ath_of(_tokens: &TokenSet) -> Result<String, Error> {
+    Err(Error::Config(
+        "a DPoP access token needs the crypto-ring feature".into(),
+    ))
+}
