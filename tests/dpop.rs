@@ -407,3 +407,17 @@ fn the_thumbprint_is_rfc_7638s() {
     let input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
     assert_eq!(key.thumbprint(), b64(&sha256(input.as_bytes())));
 }
+
+#[tokio::test]
+async fn a_dpop_token_is_never_written_without_a_proof() {
+    let server = MockServer::start().await;
+    let key = DpopKey::generate().unwrap();
+    let seed = TokenSet::from_token_response_json(&dpop_tokens("at-1", Some("rt-1"), 3600))
+        .unwrap()
+        .with_dpop_key(&key);
+    let manager = builder(&server).initial_tokens(seed).build().unwrap();
+    manager.access_token().await.unwrap();
+    let mut headers = http::HeaderMap::new();
+    assert!(!manager.insert_authorization(&mut headers));
+    assert!(headers.is_empty());
+}

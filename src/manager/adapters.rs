@@ -17,7 +17,9 @@ impl TokenManager {
     /// `false`, leaving `headers` as they were, when no valid token is at
     /// hand: none loaded yet, or the current one has expired. An
     /// `Authorization` header already in `headers` is replaced: check first
-    /// if the caller's own should win.
+    /// if the caller's own should win. A DPoP access token is never written
+    /// here (it is `false`): each request needs a proof of its own, which the
+    /// middleware and the tower layer sign.
     ///
     /// It never refreshes in place. With
     /// [`background_refresh(true)`](crate::TokenManagerBuilder::background_refresh),
@@ -43,10 +45,11 @@ impl TokenManager {
     #[inline]
     pub fn insert_authorization(&self, headers: &mut HeaderMap) -> bool {
         match self.fresh_lease() {
-            Some(lease) => {
+            Some(lease) if lease.dpop().is_none() => {
                 lease.apply(headers);
                 true
             }
+            Some(_) => false,
             None => self.insert_stale_authorization(headers),
         }
     }
@@ -68,7 +71,7 @@ impl TokenManager {
             }
         }
         match current {
-            Some(current) if !current.is_expired(now) => {
+            Some(current) if !current.is_expired(now) && !current.tokens().is_dpop_token() => {
                 current.lease().apply(headers);
                 true
             }
@@ -81,6 +84,10 @@ impl TokenManager {
     #[cfg(feature = "tonic")]
     pub(crate) fn missing_token_reason(&self) -> &'static str {
         match (self.inner.published.get(), &self.inner.background) {
+            (Some(current), _) if current.tokens().is_dpop_token() => {
+                "a DPoP access token needs a proof on every call, which an interceptor \
+                 cannot sign: use the OAuth2Layer"
+            }
             (None, _) => {
                 "no OAuth 2.0 access token has been loaded yet \
                  (call TokenManager::access_token once at start-up)"

@@ -13,7 +13,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{Shared, attach};
+use super::{Shared, attach, dpop};
 use crate::auth_flow::{AfterResponse, ReplayPlan, rejects_token};
 use crate::error::BoxError;
 use crate::manager::Applied;
@@ -22,7 +22,7 @@ type ColdFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
 /// A copy of a request for its replay, with a clone of the service to send
 /// it through. Boxed: the copy is large, and most calls have none.
-type Replayable<S, B> = Box<(S, Request<B>)>;
+pub(super) type Replayable<S, B> = Box<(S, Request<B>)>;
 
 pin_project! {
     /// The response future of [`OAuth2Service`](super::OAuth2Service).
@@ -60,7 +60,7 @@ pin_project! {
 }
 
 /// What a sent request leaves for its answer.
-struct Sent<S, B> {
+pub(super) struct Sent<S, B> {
     shared: Arc<Shared>,
     applied: Applied,
     plan: ReplayPlan<Replayable<S, B>>,
@@ -135,11 +135,27 @@ where
 }
 
 impl<S, B> Sent<S, B> {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        applied: Applied,
+        plan: ReplayPlan<Replayable<S, B>>,
+    ) -> Self {
+        Self {
+            shared,
+            applied,
+            plan,
+        }
+    }
+
+    pub(super) fn into_parts(self) -> (Arc<Shared>, Applied) {
+        (self.shared, self.applied)
+    }
+
     /// What the answer means for the token: the transport-agnostic flow
     /// decides, from where the answer came (the request went where the
     /// token may go, and tower services follow no redirects of their own:
     /// put a redirect layer outside this one, so that each hop is checked).
-    fn after<RB>(&mut self, response: &Response<RB>) -> AfterResponse<Replayable<S, B>> {
+    pub(super) fn after<RB>(&mut self, response: &Response<RB>) -> AfterResponse<Replayable<S, B>> {
         if !rejects_token(response.status(), response.headers()) {
             return AfterResponse::Return;
         }
@@ -153,7 +169,7 @@ impl<S, B> Sent<S, B> {
 /// After a rejection that a new token may fix: one refresh, shared with
 /// every caller that saw the same token rejected, then the one replay if
 /// there is a copy; its answer is returned as it is.
-async fn recover<S, B, RB>(
+pub(super) async fn recover<S, B, RB>(
     shared: Arc<Shared>,
     applied: Applied,
     response: Response<RB>,
@@ -176,7 +192,10 @@ where
     };
     drop(response);
     let (mut inner, mut copy) = *replay;
-    let sent = attach(lease, &mut copy);
+    let sent = match lease.dpop().cloned() {
+        None => attach(lease, &mut copy),
+        Some(dpop) => dpop::attach_with_proof(&shared, &dpop, lease, &mut copy).await?,
+    };
     std::future::poll_fn(|cx| inner.poll_ready(cx))
         .await
         .map_err(Into::into)?;

@@ -6,6 +6,7 @@
 //! (who gets the token, what a rejection means, when to replay) and the
 //! same [`TokenManager`].
 
+mod dpop;
 mod future;
 mod replay;
 
@@ -18,6 +19,7 @@ use http::{Request, Response, Uri};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use future::Replayable;
 pub use future::ResponseFuture;
 pub use replay::{BufferBody, Buffered, CloneBody, NoReplay, Replay, ReplayableBody};
 
@@ -107,6 +109,8 @@ struct Shared {
     channel: bool,
     /// Whether the "path-only URI, no channel origin" warning was logged.
     warned_path_only: AtomicBool,
+    /// The channel's origin, for the URL a DPoP proof names.
+    channel_origin: Option<url::Url>,
 }
 
 impl OAuth2Layer {
@@ -240,10 +244,13 @@ where
             return ResponseFuture::passthrough(self.inner.call(request));
         }
         match shared.flow.fresh_lease() {
-            Some(lease) => send(shared, &mut self.inner, &self.replay, request, lease),
-            None => {
-                // The slow path awaits a refresh before sending: it takes the
-                // service that poll_ready made ready and leaves a clone.
+            Some(lease) if lease.dpop().is_none() => {
+                send(shared, &mut self.inner, &self.replay, request, lease)
+            }
+            fresh => {
+                // The slow path awaits a refresh (or a DPoP proof) before
+                // sending: it takes the service that poll_ready made ready
+                // and leaves a clone.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::cold(Box::pin(lease_then_send(
@@ -251,6 +258,7 @@ where
                     ready,
                     self.replay.clone(),
                     request,
+                    fresh,
                 )))
             }
         }
@@ -278,12 +286,14 @@ where
     ResponseFuture::sent(inner.call(request), shared.clone(), applied, plan)
 }
 
-/// The slow path: a token first (loading or refreshing), then as [`send`].
+/// The slow path: a token first (loading or refreshing) unless `fresh` is
+/// one, then as [`send`], or with a proof for a DPoP token.
 async fn lease_then_send<S, R, B, RB>(
     shared: Arc<Shared>,
     mut inner: S,
     replay: R,
     request: Request<B>,
+    fresh: Option<Lease>,
 ) -> Result<Response<RB>, BoxError>
 where
     S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
@@ -293,13 +303,19 @@ where
     B: Send + 'static,
     RB: Send + 'static,
 {
-    let lease = shared.flow.lease().await?;
-    send(&shared, &mut inner, &replay, request, lease).await
+    let lease = match fresh {
+        Some(lease) => lease,
+        None => shared.flow.lease().await?,
+    };
+    match lease.dpop().cloned() {
+        None => send(&shared, &mut inner, &replay, request, lease).await,
+        Some(proof) => dpop::send(shared, inner, replay, request, lease, proof).await,
+    }
 }
 
 /// Puts the lease's token on `request`: the one place where a token goes
-/// onto a tower request, first send and replay alike. (A DPoP proof, bound
-/// to the request's method and URI, will be made here.)
+/// onto a tower request, first send and replay alike (a DPoP call adds its
+/// proof after it: see `dpop::attach_with_proof`).
 #[inline]
 fn attach<B>(lease: Lease, request: &mut Request<B>) -> Applied {
     lease.apply(request.headers_mut())
@@ -356,6 +372,10 @@ impl<R> OAuth2LayerBuilder<R> {
     /// configuration mistake.
     pub fn build(self) -> Result<OAuth2Layer<R>, Error> {
         let channel = self.channel.is_some();
+        let channel_origin = self
+            .channel
+            .as_deref()
+            .and_then(|c| url::Url::parse(c).ok());
         let mut origins = self.origins;
         origins.extend(self.channel);
         let origins = OriginPolicy::parse(&origins)?;
@@ -364,6 +384,7 @@ impl<R> OAuth2LayerBuilder<R> {
                 flow: AuthFlow::new(self.manager, origins, true),
                 channel,
                 warned_path_only: AtomicBool::new(false),
+                channel_origin,
             }),
             replay: self.replay,
         })
