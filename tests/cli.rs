@@ -24,8 +24,7 @@ const CLIENT_ID: &str = "cli-test";
 
 const INVALID_GRANT_HINT: &str =
     "hint: the refresh token is expired, revoked or already used: sign in again to get a new one\n";
-const INVALID_CLIENT_HINT: &str =
-    "hint: check --client-id, the client secret and --auth (basic, post or none)\n";
+const INVALID_CLIENT_HINT: &str = "hint: check --client-id, the client secret or --private-key, and --auth (basic, post, none, private-key-jwt)\n";
 
 /// What one run of the binary did.
 #[derive(Debug)]
