@@ -1669,6 +1669,18 @@ async fn key_options_that_cannot_work_are_refused_before_any_request() {
             "error: --auth private-key-jwt needs --private-key PATH\n",
         ),
         (
+            vec![
+                "--auth",
+                "private-key-jwt",
+                "--private-key",
+                key,
+                "--client-secret-env",
+                "SOME_SECRET",
+            ],
+            2,
+            "error: --auth private-key-jwt sends no client secret: drop --client-secret-env/--client-secret-file\n",
+        ),
+        (
             vec!["--auth", "basic", "--private-key", key],
             2,
             "error: this --auth signs nothing: drop --private-key, or give --auth private-key-jwt\n",
