@@ -1660,6 +1660,13 @@ async fn key_options_that_cannot_work_are_refused_before_any_request() {
     let key = key.to_str().unwrap();
     let not_a_key = dir.join("not-a-key.txt");
     write_private(&not_a_key, "key-material-XYZ\n");
+    // A FIFO nobody writes to: refused, not waited on.
+    let fifo = dir.join("key-fifo");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "600", fifo.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(made.success());
     let url = "https://auth.example.com/token";
 
     for (extra, code, message) in [
@@ -1704,6 +1711,11 @@ async fn key_options_that_cannot_work_are_refused_before_any_request() {
             vec!["--private-key", not_a_key.to_str().unwrap()],
             6,
             "(--private-key) is not usable: it holds neither a PEM private key",
+        ),
+        (
+            vec!["--private-key", fifo.to_str().unwrap()],
+            6,
+            "is not a file",
         ),
     ] {
         let run = exec(&refresh_args("refresh", url, &file, &extra), None, &[]).await;

@@ -146,7 +146,18 @@ fn config(error: &reqwest_oauth2_refresh::Error) -> String {
 /// read: the rule the library applies to its key files and to token files.
 fn read_key_file(path: &Path) -> Result<String, String> {
     let shown = path.display();
-    let file = std::fs::File::open(path)
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // A FIFO would block the open until someone writes to it: non-blocking,
+    // the open returns and the file-type check below refuses it. A regular
+    // file reads the same either way.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options
+        .open(path)
         .map_err(|e| format!("cannot open the key file {shown} (--private-key): {e}"))?;
     // The open file's metadata, not the path's: no window between the
     // check and the read.
