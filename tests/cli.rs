@@ -24,8 +24,7 @@ const CLIENT_ID: &str = "cli-test";
 
 const INVALID_GRANT_HINT: &str =
     "hint: the refresh token is expired, revoked or already used: sign in again to get a new one\n";
-const INVALID_CLIENT_HINT: &str =
-    "hint: check --client-id, the client secret and --auth (basic, post or none)\n";
+const INVALID_CLIENT_HINT: &str = "hint: check --client-id, the client secret or --private-key, and --auth (basic, post, none, private-key-jwt)\n";
 
 /// What one run of the binary did.
 #[derive(Debug)]
@@ -1286,5 +1285,485 @@ async fn help_documents_import() {
         "the refresh token is not spent",
     ] {
         assert!(run.stdout.contains(text), "{text:?} in {}", run.stdout);
+    }
+}
+
+// --- The client's private key (private_key_jwt) ---
+
+#[path = "common/jwt.rs"]
+#[allow(dead_code)]
+mod jwt;
+
+use jwt::Jwt;
+use reqwest_oauth2_refresh::PublicJwk;
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl must be installed to make test keys");
+    assert!(out.status.success(), "openssl {args:?} failed");
+    out.stdout
+}
+
+/// A P-256 key made by openssl as PKCS#8 PEM in `dir` (mode 0600), and its
+/// public key as openssl reads it, independently of the library.
+fn es256_pem_file(dir: &Path) -> (PathBuf, PublicJwk) {
+    let pem = openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+    ]);
+    let file = dir.join("client-key.pem");
+    write_private(&file, std::str::from_utf8(&pem).unwrap());
+    // The SubjectPublicKeyInfo ends with the uncompressed point 04‖x‖y.
+    let spki = openssl(&[
+        "pkey",
+        "-in",
+        file.to_str().unwrap(),
+        "-pubout",
+        "-outform",
+        "DER",
+    ]);
+    let point = &spki[spki.len() - 65..];
+    assert_eq!(point[0], 4);
+    let public = PublicJwk::P256 {
+        x: b64(&point[1..33]),
+        y: b64(&point[33..]),
+    };
+    (file, public)
+}
+
+/// An Ed25519 private JWK with `kid`, made with ring, in `dir` (mode 0600).
+fn ed25519_jwk_file(dir: &Path, kid: &str) -> (PathBuf, PublicJwk) {
+    use ring::signature::KeyPair as _;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    // ring's PKCS#8 v2 document: a 16-byte prefix, then the 32-byte seed.
+    let seed = &pkcs8.as_ref()[16..48];
+    let x = b64(pair.public_key().as_ref());
+    let jwk = json!({ "kty": "OKP", "crv": "Ed25519", "d": b64(seed), "x": x, "kid": kid });
+    let file = dir.join("client-key.jwk");
+    write_private(&file, &jwk.to_string());
+    (file, PublicJwk::Ed25519 { x })
+}
+
+/// An RSA key made by openssl, and its public key as openssl prints it.
+fn rsa_pem_file(dir: &Path) -> (PathBuf, PublicJwk) {
+    let file = dir.join("client-rsa.pem");
+    write_private(&file, &jwt::rsa_pkcs8_pem());
+    let modulus = openssl(&["rsa", "-in", file.to_str().unwrap(), "-noout", "-modulus"]);
+    let hex = std::str::from_utf8(&modulus)
+        .unwrap()
+        .trim()
+        .strip_prefix("Modulus=")
+        .unwrap()
+        .to_owned();
+    let n: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .skip_while(|b| *b == 0)
+        .collect();
+    // openssl genpkey's default public exponent, 65537.
+    let public = PublicJwk::Rsa {
+        n: b64(&n),
+        e: "AQAB".into(),
+    };
+    (file, public)
+}
+
+fn form_field(request: &Request, name: &str) -> Option<String> {
+    form_urlencoded::parse(&request.body)
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// The client assertion of `request`: its type, no other client
+/// credential, a signature that verifies with `public`, and the claims of
+/// RFC 7523 §3 for `aud`.
+fn assert_client_assertion(request: &Request, public: &PublicJwk, aud: &str) -> Jwt {
+    assert_eq!(
+        form_field(request, "client_assertion_type").as_deref(),
+        Some(ASSERTION_TYPE)
+    );
+    assert_eq!(form_field(request, "client_secret"), None);
+    assert!(no_authorization(request), "no Basic header with a key");
+    let jwt = Jwt::parse(&form_field(request, "client_assertion").expect("an assertion"));
+    jwt.verify(public);
+    assert_eq!(jwt.claims["iss"], CLIENT_ID);
+    assert_eq!(jwt.claims["sub"], CLIENT_ID);
+    assert_eq!(jwt.claims["aud"], aud);
+    let iat = jwt.claims["iat"].as_u64().unwrap();
+    assert!(iat.abs_diff(now_secs()) < 60, "{}", jwt.claims);
+    assert!(jwt.claims["exp"].as_u64().unwrap() > iat);
+    jwt
+}
+
+/// A token endpoint that answers every refresh of `OLD_REFRESH` (however
+/// the client authenticates) with `rotated_response`.
+async fn any_client_token_endpoint(server: &MockServer, calls: u64) {
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains(format!("refresh_token={OLD_REFRESH}")))
+        .respond_with(rotated_response())
+        .expect(calls)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn refresh_and_check_with_a_pem_key_send_a_signed_assertion_for_the_endpoint() {
+    let server = MockServer::start().await;
+    any_client_token_endpoint(&server, 2).await;
+    let dir = temp_dir("pem-key");
+    let (key, public) = es256_pem_file(&dir);
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let token_url = format!("{}/token", server.uri());
+
+    for (command, expected) in [("refresh", "refreshed: "), ("check", "valid\n")] {
+        let file = token_file(&dir);
+        let extra = ["--private-key", key.to_str().unwrap(), "--key-id", "key-1"];
+        // A secret in the environment is not picked up: the key wins.
+        let env = [("OAUTH2_CLIENT_SECRET", "unused-secret-9876")];
+        let run = exec(
+            &refresh_args(command, &token_url, &file, &extra),
+            None,
+            &env,
+        )
+        .await;
+
+        assert_eq!(run.code, 0, "{command}: {run:?}");
+        assert!(run.stdout.starts_with(expected), "{command}: {run:?}");
+        assert_eq!(run.stderr, "", "{command}");
+        run.assert_no_secret(&ALL_TOKENS);
+        run.assert_no_secret(&key_text.lines().skip(1).take(2).collect::<Vec<_>>());
+        assert_new_set(&read_json(&file), NEW_REFRESH);
+    }
+
+    let requests = server.received_requests().await.unwrap();
+    let jwts: Vec<Jwt> = requests
+        .iter()
+        .map(|request| {
+            assert_eq!(form_field(request, "client_id").as_deref(), Some(CLIENT_ID));
+            // No issuer is known: the assertion is for the endpoint's URL.
+            assert_client_assertion(request, &public, &token_url)
+        })
+        .collect();
+    assert_eq!(jwts[0].header["alg"], "ES256");
+    assert_eq!(jwts[0].header["kid"], "key-1");
+    assert_ne!(
+        jwts[0].claims["jti"], jwts[1].claims["jti"],
+        "a new jti each time"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A discovery document for `server` that lists `methods`.
+async fn metadata_listing(server: &MockServer, methods: &[&str]) {
+    let issuer = server.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-authorization-server"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}/token"),
+            "revocation_endpoint": format!("{issuer}/revoke"),
+            "token_endpoint_auth_methods_supported": methods,
+        })))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn with_issuer_a_jwk_key_addresses_the_issuer_when_the_server_takes_keys() {
+    let dir = temp_dir("jwk-key");
+    let (key, public) = ed25519_jwk_file(&dir, "jwk-kid");
+    let secret = ("OAUTH2_CLIENT_SECRET", "env-secret-5678");
+
+    // The server lists private_key_jwt: the key, though a secret is given;
+    // --key-id overrides the JWK's own kid.
+    let server = MockServer::start().await;
+    metadata_listing(&server, &["client_secret_basic", "private_key_jwt"]).await;
+    any_client_token_endpoint(&server, 2).await;
+    let issuer = server.uri();
+    for (kid, expected) in [(None, "jwk-kid"), (Some("override-kid"), "override-kid")] {
+        let file = token_file(&dir);
+        let mut args = vec![
+            "refresh",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            CLIENT_ID,
+            "--token-file",
+            file.to_str().unwrap(),
+            "--private-key",
+            key.to_str().unwrap(),
+        ];
+        if let Some(kid) = kid {
+            args.extend(["--key-id", kid]);
+        }
+        let run = exec(&args, None, &[secret]).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        run.assert_no_secret(&ALL_TOKENS);
+        let requests = server.received_requests().await.unwrap();
+        let post = requests
+            .iter()
+            .rfind(|r| r.method.as_str() == "POST")
+            .unwrap();
+        let jwt = assert_client_assertion(post, &public, &issuer);
+        assert_eq!(jwt.header["alg"], "EdDSA");
+        assert_eq!(jwt.header["kid"], expected);
+    }
+
+    // It does not: the secret, in Basic, and no assertion.
+    let server = MockServer::start().await;
+    metadata_listing(&server, &["client_secret_basic"]).await;
+    any_client_token_endpoint(&server, 1).await;
+    let issuer = server.uri();
+    let file = token_file(&dir);
+    let run = exec(
+        &[
+            "refresh",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            CLIENT_ID,
+            "--token-file",
+            file.to_str().unwrap(),
+            "--private-key",
+            key.to_str().unwrap(),
+        ],
+        None,
+        &[secret],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let requests = server.received_requests().await.unwrap();
+    let post = requests
+        .iter()
+        .find(|r| r.method.as_str() == "POST")
+        .unwrap();
+    assert_eq!(form_field(post, "client_assertion"), None);
+    assert_eq!(
+        post.headers.get("authorization").unwrap(),
+        basic(CLIENT_ID, secret.1).as_str()
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn revoke_with_an_rsa_key_signs_ps256_for_the_revocation_endpoint() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .and(body_string_contains(format!("token={OLD_REFRESH}")))
+        .and(body_string_contains("client_assertion="))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let dir = temp_dir("revoke-key");
+    let (key, public) = rsa_pem_file(&dir);
+    let revocation_url = format!("{}/revoke", server.uri());
+
+    for (audience, expected) in [
+        (None, revocation_url.as_str()),
+        (Some("https://aud.example.com/"), "https://aud.example.com/"),
+    ] {
+        let file = token_file(&dir);
+        let mut args = vec![
+            "revoke",
+            "--revocation-url",
+            &revocation_url,
+            "--client-id",
+            CLIENT_ID,
+            "--token-file",
+            file.to_str().unwrap(),
+            "--private-key",
+            key.to_str().unwrap(),
+            "--key-alg",
+            "PS256",
+            "--auth",
+            "private-key-jwt",
+        ];
+        if let Some(audience) = audience {
+            args.extend(["--assertion-audience", audience]);
+        }
+        let run = exec(&args, None, &[]).await;
+
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(
+            run.stdout,
+            format!("revoked: refresh token\ndeleted: {}\n", file.display())
+        );
+        let requests = server.received_requests().await.unwrap();
+        let jwt = assert_client_assertion(requests.last().unwrap(), &public, expected);
+        assert_eq!(jwt.header["alg"], "PS256");
+        assert!(jwt.header.get("kid").is_none(), "{}", jwt.header);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_key_file_others_can_read_exits_6_naming_the_path_never_the_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let dir = temp_dir("key-readable");
+    let (key, _) = es256_pem_file(&dir);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let token_url = format!("{}/token", server.uri());
+    let file = token_file(&dir);
+
+    for command in ["refresh", "check", "revoke"] {
+        let mut args = refresh_args(command, &token_url, &file, &[]);
+        args.extend(["--revocation-url", &token_url]);
+        args.extend(["--private-key", key.to_str().unwrap()]);
+        let run = exec(&args, None, &[]).await;
+
+        assert_eq!(run.code, 6, "{command}: {run:?}");
+        assert_eq!(run.stdout, "", "{command}");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "error: the key file {0} can be read by group or others (mode 644); run `chmod 600 {0}`\n",
+                key.display()
+            ),
+            "{command}"
+        );
+        for line in key_text.lines().filter(|l| !l.starts_with("-----")) {
+            run.assert_no_secret(&[line]);
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn key_options_that_cannot_work_are_refused_before_any_request() {
+    let dir = temp_dir("key-usage");
+    let file = token_file(&dir);
+    let (key, _) = es256_pem_file(&dir);
+    let key = key.to_str().unwrap();
+    let not_a_key = dir.join("not-a-key.txt");
+    write_private(&not_a_key, "key-material-XYZ\n");
+    // A FIFO nobody writes to: refused, not waited on.
+    let fifo = dir.join("key-fifo");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "600", fifo.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let url = "https://auth.example.com/token";
+
+    for (extra, code, message) in [
+        (
+            vec!["--auth", "private-key-jwt"],
+            2,
+            "error: --auth private-key-jwt needs --private-key PATH\n",
+        ),
+        (
+            vec![
+                "--auth",
+                "private-key-jwt",
+                "--private-key",
+                key,
+                "--client-secret-env",
+                "SOME_SECRET",
+            ],
+            2,
+            "error: --auth private-key-jwt sends no client secret: drop --client-secret-env/--client-secret-file\n",
+        ),
+        (
+            vec!["--auth", "basic", "--private-key", key],
+            2,
+            "error: this --auth signs nothing: drop --private-key, or give --auth private-key-jwt\n",
+        ),
+        (
+            vec!["--private-key", key, "--assertion-audience", "issuer"],
+            2,
+            "error: --assertion-audience issuer needs --issuer URL (the issuer is not known otherwise)\n",
+        ),
+        (
+            vec!["--key-id", "k"],
+            2,
+            "error: the following required arguments were not provided:\n  --private-key <PATH>\n",
+        ),
+        (
+            vec!["--private-key", key, "--key-alg", "RS256"],
+            6,
+            "a Ec key cannot sign RS256",
+        ),
+        (
+            vec!["--private-key", not_a_key.to_str().unwrap()],
+            6,
+            "(--private-key) is not usable: it holds neither a PEM private key",
+        ),
+        (
+            vec!["--private-key", fifo.to_str().unwrap()],
+            6,
+            "is not a file",
+        ),
+    ] {
+        let run = exec(&refresh_args("refresh", url, &file, &extra), None, &[]).await;
+        assert_eq!(run.code, code, "{extra:?}: {run:?}");
+        assert!(run.stderr.contains(message), "{extra:?}: {run:?}");
+        run.assert_no_secret(&["key-material-XYZ"]);
+    }
+
+    // The key's iss and sub is the client id.
+    let run = exec(
+        &[
+            "refresh",
+            "--token-url",
+            url,
+            "--token-file",
+            file.to_str().unwrap(),
+            "--private-key",
+            key,
+        ],
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--client-id <ID>"), "{run:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn help_lists_the_key_options() {
+    for command in ["refresh", "check", "revoke"] {
+        let run = exec(&[command, "--help"], None, &[]).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        for text in [
+            "Client key (private_key_jwt):",
+            "--private-key <PATH>",
+            "--key-id <KID>",
+            "--key-alg <ALG>",
+            "- PS256",
+            "--assertion-audience <AUDIENCE>",
+            "- private-key-jwt:",
+            "chmod 600",
+        ] {
+            assert!(
+                run.stdout.contains(text),
+                "{command}: {text:?} in {}",
+                run.stdout
+            );
+        }
     }
 }

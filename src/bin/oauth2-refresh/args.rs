@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 
+use reqwest_oauth2_refresh::AssertionAudience;
+
+use crate::keys::KeyOptions;
 use crate::report::EXIT_CODES;
 
 #[derive(Parser)]
@@ -101,8 +104,9 @@ pub struct Common {
     #[arg(long, value_name = "PATH")]
     pub client_secret_file: Option<PathBuf>,
 
-    /// Client authentication [default: basic with a client secret, none
-    /// without; with --issuer, one the server supports].
+    /// Client authentication [default: private-key-jwt with --private-key,
+    /// basic with a client secret, none without; with --issuer, one the
+    /// server supports].
     #[arg(long, value_enum, value_name = "METHOD")]
     pub auth: Option<AuthArg>,
 
@@ -114,6 +118,9 @@ pub struct Common {
     /// `audience=https://api.example.com` (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+
+    #[command(flatten)]
+    pub key: KeyOptions,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,6 +131,8 @@ pub enum AuthArg {
     Post,
     /// A public client: only client_id in the form.
     None,
+    /// A JWT signed with --private-key (private_key_jwt).
+    PrivateKeyJwt,
 }
 
 #[derive(Args)]
@@ -269,10 +278,34 @@ pub fn check_usage(command: &Command) {
 
 fn check_auth(name: &str, common: &Common) {
     let explicit_secret = common.client_secret_env.is_some() || common.client_secret_file.is_some();
-    if matches!(common.auth, Some(AuthArg::None)) && explicit_secret {
-        usage_error(
+    let key = common.key.private_key.is_some();
+    match common.auth {
+        Some(AuthArg::None) if explicit_secret => usage_error(
             name,
             "--auth none sends no client secret: drop --client-secret-env/--client-secret-file",
+        ),
+        Some(AuthArg::PrivateKeyJwt) if explicit_secret => usage_error(
+            name,
+            "--auth private-key-jwt sends no client secret: \
+             drop --client-secret-env/--client-secret-file",
+        ),
+        Some(AuthArg::PrivateKeyJwt) if !key => {
+            usage_error(name, "--auth private-key-jwt needs --private-key PATH")
+        }
+        Some(AuthArg::Basic | AuthArg::Post | AuthArg::None) if key => usage_error(
+            name,
+            "this --auth signs nothing: drop --private-key, or give --auth private-key-jwt",
+        ),
+        _ => {}
+    }
+    let issuer_audience = matches!(
+        common.key.assertion_audience,
+        Some(AssertionAudience::Issuer)
+    );
+    if issuer_audience && common.issuer.is_none() {
+        usage_error(
+            name,
+            "--assertion-audience issuer needs --issuer URL (the issuer is not known otherwise)",
         );
     }
 }

@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod input;
+mod keys;
 mod manager;
 mod report;
 mod tokens;

@@ -1,13 +1,14 @@
 //! The library's `TokenManager`, configured from the common options: the
-//! client secret, the endpoints (by discovery with --issuer), and the
+//! client secret or key, the endpoints (by discovery with --issuer), and the
 //! token request's client authentication, scope and extra parameters.
 
 use reqwest_oauth2_refresh::{
-    ClientAuth, Error, ServerMetadata, TokenManager, TokenManagerBuilder,
+    ClientAuth, Error, ServerMetadata, SigningKey, TokenManager, TokenManagerBuilder,
 };
 
 use crate::args::{AuthArg, Common};
 use crate::input;
+use crate::keys;
 use crate::report::{self, Failure, Secrets, code};
 
 /// The environment variable read for the client secret when no
@@ -33,7 +34,8 @@ fn client_secret(common: &Common) -> Result<Option<String>, Failure> {
             ))),
         };
     }
-    if matches!(common.auth, Some(AuthArg::None)) {
+    // Methods that send no secret do not pick up one from the environment.
+    if matches!(common.auth, Some(AuthArg::None | AuthArg::PrivateKeyJwt)) {
         return Ok(None);
     }
     match std::env::var(DEFAULT_SECRET_ENV) {
@@ -56,11 +58,12 @@ pub async fn builder(
     purpose: Purpose,
     secrets: &mut Secrets,
 ) -> Result<TokenManagerBuilder, Failure> {
-    // The secret is checked first: a missing one is refused before any
-    // request, discovery included.
+    // The secret and the key are checked first: a missing or unreadable
+    // one is refused before any request, discovery included.
     let secret = checked_secret(common, secrets)?;
+    let key = keys::signing_key(&common.key)?;
     let builder = endpoint_builder(common, purpose).await?;
-    Ok(with_options(builder, common, secret))
+    Ok(with_key(with_options(builder, common, secret), common, key))
 }
 
 /// The client secret, added to `secrets`, and refused where it does not go
@@ -136,6 +139,7 @@ fn with_options(
             AuthArg::Basic => ClientAuth::SecretBasic,
             AuthArg::Post => ClientAuth::SecretPost,
             AuthArg::None => ClientAuth::None,
+            AuthArg::PrivateKeyJwt => ClientAuth::PrivateKeyJwt,
         });
     }
     if let Some(scope) = &common.scope {
@@ -146,6 +150,22 @@ fn with_options(
     }
     if let Some(url) = &common.revocation_url {
         builder = builder.revocation_url(url);
+    }
+    builder
+}
+
+/// The client key for `private_key_jwt`; without --auth, the library picks
+/// it (or, with --issuer and a secret too, what the server lists).
+fn with_key(
+    mut builder: TokenManagerBuilder,
+    common: &Common,
+    key: Option<SigningKey>,
+) -> TokenManagerBuilder {
+    if let Some(key) = key {
+        builder = builder.client_signer(key);
+    }
+    if let Some(audience) = &common.key.assertion_audience {
+        builder = builder.client_assertion_audience(audience.clone());
     }
     builder
 }

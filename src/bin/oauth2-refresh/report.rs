@@ -24,16 +24,19 @@ Exit status:
   3  invalid_grant: the refresh token is expired, revoked or already used;
      sign in again
   4  another OAuth error from the authorization server, for example
-     invalid_client: check --client-id, the client secret and --auth
+     invalid_client: check --client-id, the client secret or key, --auth
   5  transient: network error, timeout, HTTP 5xx or 429 (after retries);
      try again later, the token file is unchanged
   6  local problem: the token file is missing, unreadable or readable by
      others (import: it exists, and --force is not given), stdin holds no
-     tokens, the client secret is not found, or the configuration is invalid
+     tokens, the client secret is not found, the --private-key file is
+     unreadable, unusable or readable by others, or the configuration is
+     invalid
 
 Secrets are never taken on the command line: the client secret comes from
 --client-secret-env NAME, --client-secret-file PATH or $OAUTH2_CLIENT_SECRET,
-and tokens from --token-file (PATH, or - for stdin) or, for import, stdin.";
+the client key from --private-key PATH, and tokens from --token-file (PATH,
+or - for stdin) or, for import, stdin.";
 
 /// An OAuth error from the server, as `check` reports it.
 #[derive(Debug, Clone)]
@@ -95,7 +98,7 @@ impl Failure {
                 let failure = Self::new(code, message);
                 match oauth_error.as_str() {
                     "invalid_client" | "unauthorized_client" => failure.with_hint(
-                        "check --client-id, the client secret and --auth (basic, post or none)",
+                        "check --client-id, the client secret or --private-key, and --auth (basic, post, none, private-key-jwt)",
                     ),
                     "invalid_scope" => failure.with_hint("check --scope"),
                     _ => failure,
