@@ -121,6 +121,7 @@ pub mod providers;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod store;
+mod telemetry;
 mod token;
 #[cfg(feature = "tonic")]
 mod tonic;
@@ -140,6 +141,7 @@ pub use error::{BoxError, Error};
 #[cfg(feature = "file-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use file_store::FileStore;
+pub use manager::RefreshMode;
 pub use manager::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_REJECTED_TOKEN_MIN_AGE,

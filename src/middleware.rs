@@ -8,11 +8,13 @@ use async_trait::async_trait;
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
+use tracing::Instrument as _;
 
 use crate::auth_flow::{AfterResponse, AuthFlow, OriginPolicy};
 use crate::error::Error;
 use crate::manager::Applied;
 use crate::manager::TokenManager;
+use crate::telemetry;
 
 /// Sends a request without the token: put it in the request's extensions.
 ///
@@ -145,7 +147,8 @@ impl Middleware for OAuth2Middleware {
             AfterResponse::RefreshAndReplay(copy) => Some(copy),
         };
         // Boxed: the cold path's state stays out of every request's future.
-        Box::pin(self.recover(sent, response, replay, extensions, next)).await
+        let recover = self.recover(sent, response, replay, extensions, next);
+        Box::pin(recover.instrument(telemetry::replay_span("reqwest"))).await
     }
 }
 
@@ -177,9 +180,9 @@ impl OAuth2Middleware {
         drop(response);
         let follow = replay.try_clone();
         let sent = lease.apply(replay.headers_mut());
-        tracing::debug!("replaying the request with the new token");
         let response = next.clone().run(replay, extensions).await?;
         let (status, answered_by) = (response.status(), response.url());
+        telemetry::replayed("reqwest", status.as_u16());
         let again = self.flow.after_replay(
             status,
             response.headers(),

@@ -13,9 +13,11 @@ use std::sync::Arc;
 
 use reqwest::Url;
 use reqwest::header::RETRY_AFTER;
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::telemetry::{self, TokenAttempt};
 use crate::token::TokenSet;
 use crate::util::http::{ReadError, read_capped};
 use crate::util::time::{deadline_after, ends_after};
@@ -154,13 +156,18 @@ impl TokenEndpoint {
             let mut retries = 0;
             loop {
                 let request = self.prepare(call, retries).await;
-                let (answer, secrets) = self.attempt(request, clock).await;
+                let attempt = TokenAttempt::start(call_label(call), retries);
+                let (answer, secrets) = self
+                    .attempt(request, clock)
+                    .instrument(attempt.span())
+                    .await;
                 let interpreted = answer.and_then(|answer| interpret(answer, &self.policy));
                 let result = interpreted.map_err(|failed| {
                     let mut known: Vec<&str> = secrets.iter().map(String::as_str).collect();
                     known.extend_from_slice(extra_secrets);
                     failed.redacted(&known)
                 });
+                attempt.finish(AttemptError::outcome(&result));
                 let (error, retry_after) = match result {
                     Ok(value) => return Ok(value),
                     Err(AttemptError::Permanent(error)) => return Err(error.into()),
@@ -183,8 +190,7 @@ impl TokenEndpoint {
                     return Err(error.into());
                 }
                 retries += 1;
-                tracing::warn!(retry = retries, ?delay, error = %error,
-                    "authorization server failed transiently; retrying");
+                telemetry::token_retry(retries, delay, &error);
                 tokio::time::sleep(delay).await;
             }
         };
@@ -239,6 +245,7 @@ impl TokenEndpoint {
         // Stamp the expiry when the answer arrives, not when it was asked for.
         let received_at = clock.now();
         let status = response.status();
+        telemetry::token_status(status.as_u16());
         let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
         let body = match read_capped(&mut response, self.max_response_bytes).await {
             Ok(body) => body,
@@ -263,6 +270,15 @@ impl TokenEndpoint {
 }
 
 impl AttemptError {
+    /// The `outcome` label of an attempt that ended in `result`.
+    fn outcome<T>(result: &Result<T, AttemptError>) -> &'static str {
+        match result {
+            Ok(_) => "ok",
+            Err(AttemptError::Transient { .. }) => "transient",
+            Err(_) => "error",
+        }
+    }
+
     fn redacted(self, secrets: &[&str]) -> Self {
         match self {
             AttemptError::Transient { error, retry_after } => AttemptError::Transient {
@@ -278,6 +294,15 @@ impl AttemptError {
                 refresh_token,
             },
         }
+    }
+}
+
+/// The `call` label of a token endpoint request's span and metrics.
+fn call_label(call: Call<'_>) -> &'static str {
+    match call {
+        Call::Token(Grant::ClientCredentials) => "client_credentials",
+        Call::Token(_) => "refresh_token",
+        Call::Revoke { .. } => "revoke",
     }
 }
 

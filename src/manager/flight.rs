@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use super::current::{Current, Generation, Issued, Published};
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::telemetry;
 use crate::token::TokenSet;
 
 /// What caused a refresh: in logs, and for the failure policy (a forced
@@ -33,6 +34,17 @@ pub(crate) enum Trigger {
 }
 
 impl Trigger {
+    /// The `trigger` label of spans and metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Trigger::Load => "load",
+            Trigger::Expiry => "expiry",
+            Trigger::Background => "background",
+            Trigger::Rejected => "rejected",
+            Trigger::Forced => "forced",
+        }
+    }
+
     fn takes_cached_failures(self) -> bool {
         self != Trigger::Forced
     }
@@ -127,9 +139,13 @@ impl Flight {
         }
         let mut ends = self.ends.subscribe();
         let before = ends.borrow_and_update().count;
+        let waiting = std::time::Instant::now();
         let state = match self.lock_or_outcome(&mut ends, before, generation).await {
             Ok(state) => state,
-            Err(followed) => return Joined::Follow(followed),
+            Err(followed) => {
+                telemetry::flight_waited(trigger.label(), followed.is_ok(), waiting.elapsed());
+                return Joined::Follow(followed);
+            }
         };
         // Double check under the lock: someone may have refreshed already.
         if let Some(newer) = self.newer_than(generation) {
