@@ -220,6 +220,11 @@ pub(crate) fn store_finished(op: &'static str, ok: bool, elapsed: Duration) {
     metrics::store(op, outcome, elapsed);
 }
 
+/// Taking the store's lock took `waited` (stores with a lock only).
+pub(crate) fn store_lock_waited(waited: Duration) {
+    metrics::store_lock_wait(waited);
+}
+
 /// The session is over; `reason`: `invalid_grant`, `revoked`.
 pub(crate) fn session_ended(reason: &'static str) {
     if reason == "revoked" {

@@ -21,34 +21,7 @@ use crate::error::Error;
 use crate::telemetry;
 use crate::token::TokenSet;
 
-/// What caused a refresh: in logs, and for the failure policy (a forced
-/// refresh does not take a cached failure for an answer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Trigger {
-    /// Nothing is published yet.
-    Load,
-    Expiry,
-    Background,
-    Rejected,
-    Forced,
-}
-
-impl Trigger {
-    /// The `trigger` label of spans and metrics.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Trigger::Load => "load",
-            Trigger::Expiry => "expiry",
-            Trigger::Background => "background",
-            Trigger::Rejected => "rejected",
-            Trigger::Forced => "forced",
-        }
-    }
-
-    fn takes_cached_failures(self) -> bool {
-        self != Trigger::Forced
-    }
-}
+pub(crate) use super::trigger::Trigger;
 
 /// The lock's contents: the last published generation and the last failure.
 #[derive(Default)]
@@ -147,6 +120,24 @@ impl Flight {
                 return Joined::Follow(followed);
             }
         };
+        let joined = self.decide(state, generation, before, trigger);
+        // An attempt that ended while we waited for the lock decided for us.
+        if let Joined::Follow(outcome) = &joined
+            && self.ends.borrow().count != before
+        {
+            telemetry::flight_waited(trigger.label(), outcome.is_ok(), waiting.elapsed());
+        }
+        joined
+    }
+
+    /// Under the lock: lead, or follow what exists already.
+    fn decide(
+        &self,
+        state: OwnedMutexGuard<FlightState>,
+        generation: Generation,
+        before: u64,
+        trigger: Trigger,
+    ) -> Joined {
         // Double check under the lock: someone may have refreshed already.
         if let Some(newer) = self.newer_than(generation) {
             tracing::debug!(?trigger, "a newer token exists; not refreshing");

@@ -18,6 +18,7 @@ mod flight;
 mod persist;
 mod refresh;
 mod revoke;
+mod trigger;
 
 use std::fmt;
 use std::sync::Arc;

@@ -114,8 +114,10 @@ impl StoreOps {
     async fn session_waiting(&self, wait: Duration) -> Result<StoreSession<'_>, Error> {
         let store = self.store.clone();
         let call_timeout = Budgets::lock_call(wait);
+        let started = Instant::now();
         let lock = isolated("lock", call_timeout, async move { store.lock(wait).await }).await?;
         if lock.is_some() {
+            telemetry::store_lock_waited(started.elapsed());
             tracing::debug!("holding the store's refresh lock");
         }
         Ok(StoreSession {
