@@ -5,8 +5,6 @@
 //! once, not once per waiting caller), like Duende.AccessTokenManagement's.
 #![cfg_attr(not(feature = "metrics"), allow(dead_code))]
 
-use std::time::Duration;
-
 /// Refreshes this process led, by `trigger` and `outcome`.
 pub(crate) const REFRESH_TOTAL: &str = "oauth2_refresh_total";
 /// How long those refreshes took, by `trigger` (histogram, seconds).
@@ -30,6 +28,8 @@ pub(crate) const DPOP_NONCE_RETRIES_TOTAL: &str = "oauth2_dpop_nonce_retries_tot
 
 #[cfg(feature = "metrics")]
 mod record {
+    use std::time::Duration;
+
     use super::*;
 
     pub(crate) fn refresh(trigger: &'static str, outcome: &'static str, took: Duration) {
