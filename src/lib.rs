@@ -123,6 +123,7 @@ pub mod providers;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod store;
+mod telemetry;
 mod token;
 #[cfg(feature = "tonic")]
 mod tonic;
@@ -148,6 +149,7 @@ pub use file_store::FileStore;
 #[cfg(feature = "crypto-ring")]
 pub use jose::SigningKey;
 pub use jose::{Algorithm, PublicJwk, Signer};
+pub use manager::RefreshMode;
 pub use manager::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_REJECTED_TOKEN_MIN_AGE,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use http::Extensions;
 use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next};
+use tracing::Instrument as _;
 
 use crate::auth_flow::{AfterResponse, AuthFlow, OriginPolicy};
 use crate::challenge;
@@ -15,6 +16,7 @@ use crate::dpop::ResourceProof;
 use crate::error::Error;
 use crate::manager::Applied;
 use crate::manager::TokenManager;
+use crate::telemetry;
 
 /// Sends a request without the token: put it in the request's extensions.
 ///
@@ -153,7 +155,8 @@ impl Middleware for OAuth2Middleware {
             AfterResponse::RefreshAndReplay(copy) => Some(copy),
         };
         // Boxed: the cold path's state stays out of every request's future.
-        Box::pin(self.recover(sent, response, replay, extensions, next)).await
+        let recover = self.recover(sent, response, replay, extensions, next);
+        Box::pin(recover.instrument(telemetry::replay_span("reqwest"))).await
     }
 }
 
@@ -186,9 +189,9 @@ impl OAuth2Middleware {
         let follow = replay.try_clone();
         let dpop = lease.dpop().cloned();
         let sent = lease.apply(replay.headers_mut());
-        tracing::debug!("replaying the request with the new token");
         let response = send(replay, dpop.as_deref(), extensions, next.clone()).await?;
         let (status, answered_by) = (response.status(), response.url());
+        telemetry::replayed("reqwest", status.as_u16());
         let again = self.flow.after_replay(
             status,
             response.headers(),
@@ -251,7 +254,7 @@ async fn send_with_proof(
             && challenge::asks_for_dpop_nonce(response.headers());
         match (retry, again.take()) {
             (true, Some(copy)) => {
-                tracing::debug!("the API wants a DPoP nonce; sending again with it");
+                telemetry::dpop_nonce_retry("api");
                 request = copy;
             }
             _ => return Ok(response),

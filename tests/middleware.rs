@@ -12,7 +12,7 @@ use common::{TestClock, builder, client, our_error, token_body, token_endpoint_i
 use http::Extensions;
 use reqwest::header::AUTHORIZATION;
 use reqwest_middleware::{Middleware, Next};
-use reqwest_oauth2_refresh::{Error, OAuth2Middleware, SkipOAuth2, TokenSet};
+use reqwest_oauth2_refresh::{Error, OAuth2Middleware, RefreshMode, SkipOAuth2, TokenSet};
 use wiremock::matchers::{body_string, header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -360,7 +360,7 @@ async fn failed_refresh_after_401_reaches_the_caller_as_typed_error() {
 }
 
 #[tokio::test]
-async fn token_within_leeway_is_refreshed_before_the_request() {
+async fn token_within_leeway_is_refreshed_before_the_request_when_blocking() {
     let auth = MockServer::start().await;
     let api = MockServer::start().await;
     let clock = TestClock::new();
@@ -368,6 +368,7 @@ async fn token_within_leeway_is_refreshed_before_the_request() {
     api_answers(&api, "old-access", 200, 1).await;
     api_answers(&api, "new-access", 200, 1).await;
     let manager = builder(&auth)
+        .refresh_mode(RefreshMode::Blocking)
         .clock(clock.clone())
         .initial_tokens(old_tokens().with_expires_in(Duration::from_secs(3600)))
         .build()
@@ -387,10 +388,13 @@ async fn leeway_never_exceeds_half_the_lifetime() {
     let api = MockServer::start().await;
     let clock = TestClock::new();
     // Tokens live 10 s: with a 60 s leeway, refresh at 5 s, not on every call.
+    // Blocking, so that the request that meets the refresh point shows it
+    // (and no jitter moves it).
     token_endpoint_issues(&auth, token_body("new-access", None, Some(10)), 1).await;
     api_answers(&api, "old-access", 200, 2).await;
     api_answers(&api, "new-access", 200, 2).await;
     let manager = builder(&auth)
+        .refresh_mode(RefreshMode::Blocking)
         .clock(clock.clone())
         .initial_tokens(old_tokens().with_expires_in(Duration::from_secs(10)))
         .build()

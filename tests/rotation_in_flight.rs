@@ -180,6 +180,9 @@ async fn a_peers_newer_set_inside_the_leeway_is_adopted_not_refreshed_again() {
         "at-2"
     );
     clock.advance(Duration::from_millis(2500));
+    // The still-valid at-1 is used while the background refresh looks.
+    late.access_token().await.unwrap();
+    common::until_published(&late, "at-2").await;
     let token = late.access_token().await.unwrap();
     assert_eq!(
         token.secret(),

@@ -737,6 +737,7 @@ async fn a_failed_refresh_reaches_the_caller_as_our_error() {
 #[tokio::test]
 async fn the_interceptor_needs_a_manager_that_refreshes_in_the_background() {
     let manager = TokenManager::builder("https://as.example/token")
+        .refresh_mode(reqwest_oauth2_refresh::RefreshMode::Blocking)
         .initial_tokens(old_tokens())
         .build()
         .unwrap();

@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 use reqwest::Url;
 use reqwest::header::RETRY_AFTER;
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::dpop::{DPOP, NonceCache, ProofFor, nonce_of, origin};
 use crate::error::Error;
+use crate::telemetry::{self, TokenAttempt};
 use crate::token::BoundKey;
 use crate::token::TokenSet;
 use crate::util::http::{ReadError, read_capped};
@@ -211,21 +213,24 @@ impl TokenEndpoint {
             loop {
                 let nonce_sent = self.nonces.get(&origin(&self.url));
                 let request = self.prepare(call, clock).await.map_err(Failed::from)?;
-                let (error, retry_after) =
-                    match self.attempt(request, extra_secrets, clock, interpret).await {
-                        Ok(value) => return Ok(value),
-                        Err(AttemptError::Transient { error, retry_after }) => (error, retry_after),
-                        Err(AttemptError::Permanent(error))
-                            if !nonce_retried && self.wants_new_nonce(call, &error, nonce_sent) =>
-                        {
-                            nonce_retried = true;
-                            tracing::debug!(
-                                "the token endpoint wants a DPoP nonce; sending again with it"
-                            );
-                            continue;
-                        }
-                        Err(other) => return Err(other.into_failed()),
-                    };
+                let attempt = TokenAttempt::start(call_label(call), retries);
+                let result = self
+                    .attempt(request, extra_secrets, clock, interpret)
+                    .instrument(attempt.span())
+                    .await;
+                attempt.finish(AttemptError::outcome(&result));
+                let (error, retry_after) = match result {
+                    Ok(value) => return Ok(value),
+                    Err(AttemptError::Transient { error, retry_after }) => (error, retry_after),
+                    Err(AttemptError::Permanent(error))
+                        if !nonce_retried && self.wants_new_nonce(call, &error, nonce_sent) =>
+                    {
+                        nonce_retried = true;
+                        telemetry::dpop_nonce_retry("token_endpoint");
+                        continue;
+                    }
+                    Err(other) => return Err(other.into_failed()),
+                };
                 if retries >= self.retry.max_retries {
                     return Err(error.into());
                 }
@@ -236,8 +241,7 @@ impl TokenEndpoint {
                     return Err(error.into());
                 }
                 retries += 1;
-                tracing::warn!(retry = retries, ?delay, error = %error,
-                    "authorization server failed transiently; retrying");
+                telemetry::token_retry(retries, delay, &error);
                 tokio::time::sleep(delay).await;
             }
         };
@@ -313,6 +317,7 @@ impl TokenEndpoint {
             self.nonces.note(&origin(&url), nonce);
         }
         let status = response.status();
+        telemetry::token_status(status.as_u16());
         let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
         let body = match read_capped(&mut response, self.max_response_bytes).await {
             Ok(body) => body,
@@ -351,6 +356,15 @@ impl AttemptError {
         }
     }
 
+    /// The `outcome` label of an attempt that ended in `result`.
+    fn outcome<T>(result: &Result<T, AttemptError>) -> &'static str {
+        match result {
+            Ok(_) => "ok",
+            Err(AttemptError::Transient { .. }) => "transient",
+            Err(_) => "error",
+        }
+    }
+
     fn redacted(self, secrets: &[&str]) -> Self {
         match self {
             AttemptError::Transient { error, retry_after } => AttemptError::Transient {
@@ -366,6 +380,22 @@ impl AttemptError {
                 refresh_token,
             },
         }
+    }
+}
+
+/// The `call` label of a token endpoint request's span and metrics.
+fn call_label(call: Call<'_>) -> &'static str {
+    match call {
+        Call::Token {
+            grant: Grant::ClientCredentials,
+            ..
+        } => "client_credentials",
+        Call::Token {
+            grant: Grant::JwtBearer,
+            ..
+        } => "jwt_bearer",
+        Call::Token { .. } => "refresh_token",
+        Call::Revoke { .. } => "revoke",
     }
 }
 

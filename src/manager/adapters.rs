@@ -21,14 +21,15 @@ impl TokenManager {
     /// here (it is `false`): each request needs a proof of its own, which the
     /// middleware and the tower layer sign.
     ///
-    /// It never refreshes in place. With
-    /// [`background_refresh(true)`](crate::TokenManagerBuilder::background_refresh),
-    /// a token within the leeway of its expiry (still written), an expired
-    /// one, or none at all starts one background refresh or load (in a
-    /// Tokio task, when called inside a runtime), so that later calls find
-    /// a fresh token. Without it, the token is written while it is valid,
-    /// and something else must refresh it ([`access_token`](Self::access_token),
-    /// the middleware, the tower layer).
+    /// It never refreshes in place. In the default
+    /// [`RefreshMode::StaleWhileRevalidate`](crate::RefreshMode), a token
+    /// within the leeway of its expiry (still written), an expired one, or
+    /// none at all starts one background refresh or load (in a Tokio task,
+    /// when called inside a runtime), so that later calls find a fresh
+    /// token. With [`RefreshMode::Blocking`](crate::RefreshMode), the token
+    /// is written while it is valid, and something else must refresh it
+    /// ([`access_token`](Self::access_token), the middleware, the tower
+    /// layer).
     ///
     /// With a fresh token this is one atomic load, a clock read and a
     /// reference-count increment: no lock and no allocation of ours.
@@ -101,7 +102,7 @@ impl TokenManager {
     }
 
     /// Whether a stale token starts a background refresh
-    /// ([`background_refresh`](crate::TokenManagerBuilder::background_refresh)).
+    /// ([`RefreshMode::StaleWhileRevalidate`](crate::RefreshMode)).
     #[cfg(feature = "tonic")]
     pub(crate) fn refreshes_in_background(&self) -> bool {
         self.inner.background.is_some()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::background::BackgroundRefresh;
 use super::budgets::Budgets;
 use super::builder::TokenManagerBuilder;
-use super::{GrantKind, Inner, Parts, TokenManager};
+use super::{GrantKind, Inner, Parts, RefreshMode, TokenManager};
 use crate::endpoint::client_auth::{ClientCredentials, ClientSettings};
 use crate::endpoint::response::is_header_safe;
 use crate::endpoint::retry::RetryPolicy;
@@ -82,7 +82,8 @@ impl TokenManagerBuilder {
             events: self.events,
             clock: self.clock,
             leeway: self.leeway,
-            background: self.background_refresh.then(BackgroundRefresh::default),
+            background: (self.refresh_mode == RefreshMode::StaleWhileRevalidate)
+                .then(BackgroundRefresh::default),
             failure_cooldown: self.failure_cooldown,
             rejected_token_min_age: self.rejected_token_min_age,
             budgets,
@@ -107,6 +108,7 @@ impl fmt::Debug for TokenManagerBuilder {
             .field("client_auth", &self.client_auth)
             .field("tokens", &self.tokens)
             .field("leeway", &self.leeway)
+            .field("refresh_mode", &self.refresh_mode)
             .finish_non_exhaustive()
     }
 }

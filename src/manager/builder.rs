@@ -57,7 +57,7 @@ pub struct TokenManagerBuilder {
     pub(super) http_client: Option<reqwest::Client>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) leeway: Duration,
-    pub(super) background_refresh: bool,
+    pub(super) refresh_mode: super::RefreshMode,
     pub(super) retry: RetryPolicy,
     pub(super) failure_cooldown: Duration,
     pub(super) max_response_bytes: usize,
@@ -85,7 +85,7 @@ impl TokenManagerBuilder {
             http_client: None,
             clock: Arc::new(SystemClock),
             leeway: DEFAULT_LEEWAY,
-            background_refresh: false,
+            refresh_mode: super::RefreshMode::default(),
             retry: RetryPolicy {
                 attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
                 budget: DEFAULT_REFRESH_TIMEOUT,
@@ -221,18 +221,6 @@ impl TokenManagerBuilder {
     /// through the token's lifetime). Default [`DEFAULT_LEEWAY`].
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
-        self
-    }
-
-    /// Stale-while-revalidate: when a token enters the leeway before its
-    /// expiry, requests go on with it while one background task refreshes,
-    /// so no request waits for a refresh it did not need (like MSAL's
-    /// `refresh_in` and google-auth's non-blocking refresh). The refresh
-    /// point is jittered over the last quarter of the margin so that a fleet
-    /// does not refresh at once. Only an expired token makes requests wait.
-    /// Off by default.
-    pub fn background_refresh(mut self, enabled: bool) -> Self {
-        self.background_refresh = enabled;
         self
     }
 

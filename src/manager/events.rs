@@ -73,6 +73,10 @@ impl Events {
     }
 
     pub(crate) fn session_ended(&self, end: &SessionEnd) {
+        crate::telemetry::session_ended(match end {
+            SessionEnd::RefreshTokenRejected(_) => "invalid_grant",
+            SessionEnd::Revoked => "revoked",
+        });
         if let Some(hook) = &self.on_session_end {
             run_hook("on_session_end", || hook(end));
         }

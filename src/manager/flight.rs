@@ -18,25 +18,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use super::current::{Current, Generation, Issued, Published};
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::telemetry;
 use crate::token::TokenSet;
 
-/// What caused a refresh: in logs, and for the failure policy (a forced
-/// refresh does not take a cached failure for an answer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Trigger {
-    /// Nothing is published yet.
-    Load,
-    Expiry,
-    Background,
-    Rejected,
-    Forced,
-}
-
-impl Trigger {
-    fn takes_cached_failures(self) -> bool {
-        self != Trigger::Forced
-    }
-}
+pub(crate) use super::trigger::Trigger;
 
 /// The lock's contents: the last published generation and the last failure.
 #[derive(Default)]
@@ -127,10 +112,32 @@ impl Flight {
         }
         let mut ends = self.ends.subscribe();
         let before = ends.borrow_and_update().count;
+        let waiting = std::time::Instant::now();
         let state = match self.lock_or_outcome(&mut ends, before, generation).await {
             Ok(state) => state,
-            Err(followed) => return Joined::Follow(followed),
+            Err(followed) => {
+                telemetry::flight_waited(trigger.label(), followed.is_ok(), waiting.elapsed());
+                return Joined::Follow(followed);
+            }
         };
+        let joined = self.decide(state, generation, before, trigger);
+        // An attempt that ended while we waited for the lock decided for us.
+        if let Joined::Follow(outcome) = &joined
+            && self.ends.borrow().count != before
+        {
+            telemetry::flight_waited(trigger.label(), outcome.is_ok(), waiting.elapsed());
+        }
+        joined
+    }
+
+    /// Under the lock: lead, or follow what exists already.
+    fn decide(
+        &self,
+        state: OwnedMutexGuard<FlightState>,
+        generation: Generation,
+        before: u64,
+        trigger: Trigger,
+    ) -> Joined {
         // Double check under the lock: someone may have refreshed already.
         if let Some(newer) = self.newer_than(generation) {
             tracing::debug!(?trigger, "a newer token exists; not refreshing");

@@ -19,6 +19,7 @@ mod keys;
 mod persist;
 mod refresh;
 mod revoke;
+mod trigger;
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub(crate) use current::{Applied, Lease};
 use crate::clock::Clock;
 use crate::endpoint::TokenEndpoint;
 use crate::error::Error;
+use crate::telemetry::RefreshRun;
 use crate::token::{AccessToken, TokenSet};
 use crate::util::finish_on_drop::FinishOnDrop;
 use background::BackgroundRefresh;
@@ -46,6 +48,7 @@ use events::Events;
 use flight::{Flight, Joined, Trigger};
 use persist::StoreOps;
 
+pub use background::RefreshMode;
 pub use events::SessionEnd;
 
 /// How the manager gets a new token.
@@ -74,8 +77,11 @@ impl GrantKind {
 /// handshake) as well as behind [`OAuth2Middleware`](crate::OAuth2Middleware).
 ///
 /// - [`access_token`](TokenManager::access_token) returns a valid token. With
-///   a fresh token it takes no lock and allocates nothing; within the leeway
-///   of expiry it refreshes first.
+///   a fresh token it takes no lock and allocates nothing. Within the leeway
+///   of expiry it returns the still-valid token while one task refreshes
+///   ([`RefreshMode::StaleWhileRevalidate`], the default), or refreshes
+///   first ([`RefreshMode::Blocking`]); an expired token is always
+///   refreshed first.
 /// - Refreshes are single flight: however many tasks need one at the same
 ///   time, the token endpoint is called once and all of them get its result,
 ///   success or error. The first load from the store is shared the same way.
@@ -227,7 +233,9 @@ impl TokenManager {
     }
 
     /// A valid access token: the current one, or a new one if the current one
-    /// is expired or within the leeway of its expiry.
+    /// has expired. Within the leeway of its expiry the current one is
+    /// returned while one task refreshes it; with
+    /// [`RefreshMode::Blocking`] the call waits for that refresh.
     ///
     /// When a refresh before expiry fails and the current token is still
     /// valid, the current token is returned (and the failure logged); the
@@ -360,14 +368,17 @@ impl TokenManager {
             Joined::Lead(guard) => guard,
         };
         let inner = self.inner.clone();
-        let span = tracing::info_span!("oauth2_refresh", ?trigger, generation = generation.get());
-        match guard.current() {
-            None => FinishOnDrop::new(refresh::first_load(inner, guard).instrument(span)).await,
-            Some(current) => {
-                let run = refresh::run(inner, guard, current, trigger);
-                FinishOnDrop::new(run.instrument(span)).await
-            }
-        }
+        let span = RefreshRun::span(trigger.label(), generation.get());
+        let mut record = RefreshRun::start(trigger.label());
+        let work = async move {
+            let result = match guard.current() {
+                None => refresh::first_load(inner, guard, &mut record).await,
+                Some(current) => refresh::run(inner, guard, current, trigger, &mut record).await,
+            };
+            record.finish(&result);
+            result
+        };
+        FinishOnDrop::new(work.instrument(span)).await
     }
 }
 

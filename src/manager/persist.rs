@@ -6,13 +6,16 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument as _;
 
 use super::Inner;
 use super::budgets::Budgets;
 use super::current::Generation;
 use crate::error::{BoxError, Error};
 use crate::store::{LockedSave, StoreLock, TokenStore};
+use crate::telemetry;
 use crate::token::TokenSet;
 
 /// The waits before each background retry of a failed save; then it gives
@@ -32,6 +35,20 @@ const SAVE_RETRY_DELAYS: [Duration; 8] = [
 /// panic is a store failure like any other (`Error::Store`), which the
 /// failure cooldown does not remember.
 async fn isolated<T: Send + 'static>(
+    operation: &'static str,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, BoxError>> + Send + 'static,
+) -> Result<T, Error> {
+    let span = telemetry::store_span(operation);
+    let started = Instant::now();
+    let result = bounded(operation, timeout, call)
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| telemetry::store_finished(operation, result.is_ok(), started.elapsed()));
+    result
+}
+
+async fn bounded<T: Send + 'static>(
     operation: &'static str,
     timeout: Duration,
     call: impl Future<Output = Result<T, BoxError>> + Send + 'static,
@@ -97,8 +114,10 @@ impl StoreOps {
     async fn session_waiting(&self, wait: Duration) -> Result<StoreSession<'_>, Error> {
         let store = self.store.clone();
         let call_timeout = Budgets::lock_call(wait);
+        let started = Instant::now();
         let lock = isolated("lock", call_timeout, async move { store.lock(wait).await }).await?;
         if lock.is_some() {
+            telemetry::store_lock_waited(started.elapsed());
             tracing::debug!("holding the store's refresh lock");
         }
         Ok(StoreSession {

@@ -13,6 +13,7 @@ use crate::endpoint::request::Grant;
 use crate::endpoint::response::Failed;
 use crate::error::Error;
 use crate::store::LockedSave;
+use crate::telemetry::{RefreshOutcome, RefreshRun};
 use crate::token::RefreshToken;
 use crate::token::TokenSet;
 
@@ -54,6 +55,7 @@ fn differs(a: &TokenSet, b: &TokenSet) -> bool {
 pub(super) async fn first_load(
     inner: Arc<Inner>,
     guard: FlightGuard,
+    record: &mut RefreshRun,
 ) -> Result<Arc<Current>, Error> {
     let stored = match inner.store.load().await {
         // A store that could not clear a revoked set still returns it.
@@ -86,6 +88,7 @@ pub(super) async fn first_load(
         }
         (None, None) => return Err(guard.fail(Error::NoTokens)),
     };
+    record.set(RefreshOutcome::Loaded);
     guard.publish(tokens, true)
 }
 
@@ -95,10 +98,12 @@ pub(super) async fn run(
     guard: FlightGuard,
     current: Arc<Current>,
     trigger: Trigger,
+    record: &mut RefreshRun,
 ) -> Result<Arc<Current>, Error> {
     let after_rejection = trigger == Trigger::Rejected;
     match coordinated(&inner, &current).await {
         Ok(Outcome::Adopted(tokens)) => {
+            record.set(RefreshOutcome::Adopted);
             tracing::info!("adopted the token set another holder of the store refreshed");
             inner.announce(&tokens);
             guard.publish_new(tokens, true, after_rejection)
@@ -119,7 +124,7 @@ pub(super) async fn run(
             Err(error)
         }
         Err(error) => {
-            tracing::warn!(error = %error, "token refresh failed");
+            // Logged by the refresh's telemetry, with its trigger and outcome.
             inner.events.refresh_failed(&error);
             Err(guard.fail(error))
         }

@@ -84,7 +84,7 @@ where
         && let Some(mut copy) = nonce_retry
     {
         drop(response);
-        tracing::debug!("the API wants a DPoP nonce; sending again with it");
+        crate::telemetry::dpop_nonce_retry("api");
         attach_with_proof(&shared, &dpop, lease, &mut copy).await?;
         let mut again = inner.clone();
         std::future::poll_fn(|cx| again.poll_ready(cx))

@@ -12,11 +12,13 @@ use std::task::{Context, Poll, ready};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use super::{Shared, attach, dpop};
 use crate::auth_flow::{AfterResponse, ReplayPlan, rejects_token};
 use crate::error::BoxError;
 use crate::manager::Applied;
+use crate::telemetry;
 
 type ColdFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
@@ -128,7 +130,8 @@ where
                 }
             };
             // Boxed: the cold path's state stays out of every call's future.
-            let future: ColdFuture<Response<RB>> = Box::pin(recovery);
+            let span = telemetry::replay_span("tower");
+            let future: ColdFuture<Response<RB>> = Box::pin(recovery.instrument(span));
             self.as_mut().project().state.set(State::Cold { future });
         }
     }
@@ -199,8 +202,8 @@ where
     std::future::poll_fn(|cx| inner.poll_ready(cx))
         .await
         .map_err(Into::into)?;
-    tracing::debug!("replaying the request with the new token");
     let answer = inner.call(copy).await.map_err(Into::into)?;
+    telemetry::replayed("tower", answer.status().as_u16());
     if rejects_token(answer.status(), answer.headers()) {
         // Even the new token is rejected: its next rejections are handed
         // back instead of refreshed while it is young.

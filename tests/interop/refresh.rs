@@ -80,10 +80,10 @@ async fn until_expired_at_server(interop: &Interop, access: &str) {
         .expect("the 3 s token expires at the server within 30 s");
 }
 
-/// With `expires_in` known, the manager refreshes before sending once the
-/// token is within the leeway of expiry (time moved by an injected clock):
-/// the API never sees the old token rejected, and the old token is in fact
-/// still valid at the server.
+/// With `expires_in` known, the manager refreshes once the token is within
+/// the leeway of expiry (time moved by an injected clock), in the
+/// background: the API never sees the old token rejected, and the old token
+/// is in fact still valid at the server.
 pub async fn proactive_refresh_before_expiry(interop: Interop) {
     let login = interop.login("proactive", 600);
     let first = interop.first_tokens(POST, &login).await;
@@ -105,15 +105,27 @@ pub async fn proactive_refresh_before_expiry(interop: Interop) {
     interop.me(&client, &login).await;
     assert_eq!(interop.stats(&login).await.refresh_calls, 0);
 
-    // 590 s later, within the default 60 s leeway of expiry.
+    // 590 s later, within the default 60 s leeway of expiry: the request
+    // goes out with the still-valid token while one refresh runs.
     clock.advance(lifetime - Duration::from_secs(10));
     interop.me(&client, &login).await;
+    let renewed = async {
+        while manager
+            .cached_tokens()
+            .is_none_or(|t| t.access_token().secret() == first.access)
+        {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), renewed)
+        .await
+        .expect("the background refresh lands within 10 s");
     let stats = interop.stats(&login).await;
     assert_eq!(stats.refresh_calls, 1, "{stats:?}");
     assert_eq!(stats.refresh_success, 1, "{stats:?}");
     assert_eq!(
         stats.api_unauthorized, 0,
-        "the refresh came before the request, not after a 401: {stats:?}"
+        "the refresh came before expiry, not after a 401: {stats:?}"
     );
     assert_eq!(stats.api_ok, 2, "{stats:?}");
     assert_eq!(
