@@ -1767,3 +1767,48 @@ async fn help_lists_the_key_options() {
         }
     }
 }
+
+/// A DPoP-bound token file (the key kept in it, as the library's stores
+/// write it): `refresh` proves possession of that key at the token
+/// endpoint, and the rotated set is saved with the same key.
+#[tokio::test]
+async fn refresh_of_a_dpop_bound_token_file_sends_a_proof_and_keeps_the_key() {
+    use reqwest_oauth2_refresh::{DpopKey, TokenSet};
+    let server = token_endpoint(
+        ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": NEW_ACCESS, "token_type": "DPoP", "expires_in": 3599,
+            "refresh_token": NEW_REFRESH,
+        })),
+        1,
+    )
+    .await;
+    let dir = temp_dir("dpop");
+    let file = dir.join("tokens.json");
+    let key = DpopKey::generate().unwrap();
+    let bound = TokenSet::new(OLD_ACCESS)
+        .with_refresh_token(OLD_REFRESH)
+        .with_dpop_key(&key);
+    write_private(&file, &serde_json::to_string(&bound).unwrap());
+    let saved_key = read_json(&file)["dpop_key"].as_str().unwrap().to_owned();
+    let token_url = format!("{}/token", server.uri());
+
+    let run = exec(&refresh_args("refresh", &token_url, &file, &[]), None, &[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_no_secret(&[&saved_key, "PRIVATE KEY", OLD_REFRESH, NEW_REFRESH]);
+    let requests = server.received_requests().await.unwrap();
+    let proof = requests[0]
+        .headers
+        .get("dpop")
+        .expect("a DPoP proof")
+        .to_str()
+        .unwrap();
+    let proof = jwt::Jwt::parse(proof);
+    proof.verify(&key.public_jwk());
+    assert_eq!(proof.claims["htu"], token_url.as_str());
+    let stored = read_json(&file);
+    assert_eq!(stored["refresh_token"], NEW_REFRESH);
+    assert_eq!(stored["token_type"], "DPoP");
+    assert_eq!(stored["dpop_key"], saved_key.as_str(), "the same key, kept");
+    std::fs::remove_dir_all(dir).unwrap();
+}
