@@ -120,7 +120,17 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn read_tokens(path: &Path) -> Result<Option<TokenSet>, BoxError> {
-    let file = match File::open(path) {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    // Opening a FIFO for reading waits for a writer, forever: without
+    // blocking, the open returns and `check_private` refuses what is not a
+    // regular file. A regular file reads as ever.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(format!("cannot open {}", path.display()))(e)),
@@ -155,6 +165,12 @@ fn check_private(file: &File, path: &Path) -> Result<(), BoxError> {
     let metadata = file
         .metadata()
         .map_err(io_error(format!("cannot stat {}", path.display())))?;
+    if !metadata.is_file() {
+        return Err(refused(format!(
+            "refusing to use the token file {}: it is not a regular file",
+            path.display()
+        )));
+    }
     let ours = rustix::process::geteuid().as_raw();
     if metadata.uid() != ours {
         return Err(refused(format!(

@@ -137,3 +137,29 @@ async fn a_token_file_owned_by_another_user_is_refused() {
     assert!(err.to_string().contains("owned by user"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fifo_in_place_of_the_token_file_is_refused_not_waited_on() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("fifo");
+    let file = dir.join("tokens.json");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &file,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // No writer ever opens it: a blocking open would never return.
+    let store = FileStore::new(&file).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), store.load())
+        .await
+        .expect("load returns at once")
+        .unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -14,6 +14,14 @@ const MAX_KEY_FILE_BYTES: u64 = 256 * 1024;
 #[cfg_attr(not(feature = "crypto-ring"), allow(dead_code))]
 pub(crate) fn read_private_file(path: &Path) -> Result<String, Error> {
     let shown = path.display();
+    // Before opening: opening a FIFO would wait for a writer, forever. The
+    // open file is checked again below.
+    match std::fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(Error::Config(format!("the key file {shown} is not a file")));
+        }
+        _ => {}
+    }
     let file = std::fs::File::open(path)
         .map_err(|e| Error::Config(format!("cannot open the key file {shown}: {e}")))?;
     // The open file's metadata, not the path's: no window between the check
