@@ -8,16 +8,17 @@
 //! under CI (`CI=true` or `CI=1`) a missing Redis fails them.
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::auth_server::AuthServer;
 use common::service::{Trials, current_thread, multi_thread};
 use futures_util::future::join_all;
+use redis_server::{Server, TempDir, free_port, redis_server_missing};
 use reqwest_oauth2_refresh::{
     LockedSave, OAuth2Middleware, RedisStore, TokenManager, TokenSet, TokenStore,
 };
@@ -52,26 +53,14 @@ fn main() -> ExitCode {
         own.as_deref(),
         || multi_thread(2).block_on(redis_restarting_mid_run_loses_nothing()),
     );
-    trials.run()
-}
-
-/// Why `redis-server` cannot be started here, if it cannot.
-fn redis_server_missing() -> Option<String> {
-    match Command::new("redis-server")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "`redis-server --version` exited with {}",
-            out.status
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Some("redis-server not found on PATH".to_owned())
-        }
-        Err(e) => Some(format!("cannot run redis-server: {e}")),
+    for managers in [8, 64] {
+        trials.add(
+            format!("commands_per_fleet_wide_refresh_with_{managers}_managers"),
+            own.as_deref(),
+            move || multi_thread(2).block_on(commands_per_fleet_wide_refresh(managers)),
+        );
     }
+    trials.run()
 }
 
 const CLIENTS: usize = 8;
@@ -82,28 +71,9 @@ const EXPIRIES: u64 = 3;
 struct Redis {
     url: String,
     port: Option<u16>,
-    dir: Option<PathBuf>,
-    child: Option<Child>,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Declared before the directory: the server stops before it goes.
+    server: Option<Server>,
+    dir: Option<TempDir>,
 }
 
 impl Redis {
@@ -113,8 +83,8 @@ impl Redis {
             return Self {
                 url,
                 port: None,
+                server: None,
                 dir: None,
-                child: None,
             };
         }
         Self::start_own(name).await
@@ -124,73 +94,30 @@ impl Redis {
     /// a test that must restart it.
     async fn start_own(name: &str) -> Self {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("oauth2-redis-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
         let mut redis = Self {
             url: format!("redis://127.0.0.1:{port}/"),
             port: Some(port),
-            dir: Some(dir),
-            child: None,
+            server: None,
+            dir: Some(TempDir::new(name)),
         };
         redis.spawn().await;
         redis
     }
 
     /// Starts redis-server with an append-only file, so that a restart keeps
-    /// the data, and waits (bounded) until it says it is ready.
+    /// the data.
     async fn spawn(&mut self) {
         let (Some(port), Some(dir)) = (self.port, &self.dir) else {
             panic!("this Redis was not started by the test");
         };
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--dir", dir.to_str().unwrap()])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let log = child.stdout.take().expect("piped stdout");
-        self.child = Some(child);
-        // Its log says when it accepts connections: no polling. The thread
-        // drains the log for the server's life (a full pipe would stall it).
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let mut ready = Some(ready_tx);
-            let mut seen = String::new();
-            for line in BufReader::new(log).lines().map_while(Result::ok) {
-                if !line.contains("Ready to accept connections") {
-                    seen.push_str(&line);
-                    seen.push('\n');
-                } else if let Some(tx) = ready.take() {
-                    let _ = tx.send(Ok(()));
-                }
-            }
-            if let Some(tx) = ready {
-                let _ = tx.send(Err(seen));
-            }
-        });
-        match tokio::time::timeout(Duration::from_secs(5), ready_rx).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(log))) => panic!("redis-server exited before it was ready:\n{log}"),
-            Ok(Err(_)) => panic!("the redis-server log reader died"),
-            Err(_) => panic!("redis-server was not ready within 5 s"),
-        }
+        let args = ["--appendonly", "yes", "--appendfsync", "always"];
+        let args = [&args[..], &["--save", ""]].concat();
+        self.server = Some(Server::start(port, dir.path(), &args).await);
     }
 
     async fn restart(&mut self) {
-        let mut child = self.child.take().expect("a Redis we started");
         // SIGKILL: the append-only file was synced on every write.
-        child.kill().unwrap();
-        child.wait().unwrap();
+        self.server.take().expect("a Redis we started").kill();
         self.spawn().await;
     }
 }
@@ -385,4 +312,74 @@ async fn redis_restarting_mid_run_loses_nothing() {
     let store = RedisStore::connect(&redis.url, &key).await.unwrap();
     let stored = store.load().await.unwrap().unwrap();
     assert_eq!(stored.refresh_token().unwrap().secret(), "rt-2");
+}
+
+/// Requests per manager to Redis for one fleet-wide refresh, at most:
+/// lock, the wake-up and its claim, re-read, release (and the one
+/// refresh's save). Polling the lock while 63 peers take it in turn was
+/// about 28 per manager (1835 for 64 managers).
+const REQUESTS_PER_MANAGER: u64 = 6;
+/// Commands Redis executes per manager, the scripts' own calls included.
+const COMMANDS_PER_MANAGER: u64 = 20;
+
+/// What one fleet-wide refresh costs Redis: `managers` managers, each on a
+/// connection of its own, send one request each after the access token
+/// expired. The figures go to stderr (the README's table); the bound fails
+/// for a polling storm.
+async fn commands_per_fleet_wide_refresh(managers: usize) {
+    let redis = Redis::start_own("commands").await;
+    let auth = AuthServer::start().await;
+    let key = unique_key("commands");
+    seeded_store(&redis, &key).await;
+    let mut clients = Vec::new();
+    for _ in 0..managers {
+        clients.push(client_for(&redis, &key, &auth).await);
+    }
+    // Warm up: every manager has loaded, and Redis has the scripts.
+    auth.expire_access_token();
+    assert_eq!(one_each(&clients, &auth.api_url()).await, managers);
+
+    let mut admin = redis_server::connect(&redis.url).await;
+    redis_server::reset_stats(&mut admin).await;
+    auth.expire_access_token();
+    let started = std::time::Instant::now();
+    assert_eq!(one_each(&clients, &auth.api_url()).await, managers);
+    let elapsed = started.elapsed();
+    let total = redis_server::commands_processed(&mut admin).await;
+    let stats = redis_server::command_stats(&mut admin).await;
+    assert_eq!(auth.snapshot(), (2, 0, false), "one refresh per expiry");
+    // What clients send; scripts never call these themselves.
+    let requests: u64 = stats
+        .iter()
+        .filter(|(name, _)| {
+            ["evalsha", "eval", "blpop", "hmget", "wait"].contains(&name.as_str())
+                || name.starts_with("script")
+        })
+        .map(|(_, calls)| calls)
+        .sum();
+    let n = managers as u64;
+    eprintln!(
+        "{managers} managers, one fleet-wide refresh in {elapsed:?}: {requests} requests to Redis \
+         ({:.1} per manager), {total} commands executed with the scripts' own calls ({:.1} per \
+         manager); by command: {stats:?}",
+        requests as f64 / n as f64,
+        total as f64 / n as f64,
+    );
+    assert!(
+        requests <= REQUESTS_PER_MANAGER * n,
+        "{requests} requests for {managers} managers: a polling storm"
+    );
+    assert!(
+        total <= COMMANDS_PER_MANAGER * n + 4,
+        "{total} commands for {managers} managers: a polling storm"
+    );
+}
+
+/// One request from every client at once: how many succeeded.
+async fn one_each(clients: &[reqwest_middleware::ClientWithMiddleware], url: &str) -> usize {
+    join_all(clients.iter().map(|c| c.get(url).send()))
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status() == 200))
+        .count()
 }
