@@ -8,7 +8,7 @@ mod lock;
 mod sentinel;
 
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,8 +66,10 @@ return redis.call('HINCRBY', KEYS[1], 'version', 1)
 /// not a poll per host every few milliseconds; a queued host still looks
 /// at the lock itself about once a second, for a holder that died or one
 /// that predates the queue (version 0.1 releases without handing over).
-/// While it waits, the store's connection carries that blocking wait: give
-/// each manager its own store.
+/// Tasks of one process that share a store (or its clones) wait for each
+/// other in the process first, so that one of them at a time waits in
+/// Redis. While it waits, the store's connection carries that blocking
+/// wait: other operations on the same store wait behind it, up to a second.
 ///
 /// Deployments: [`RedisStore::connect`] (one node; reconnects on its own
 /// after Redis restarts), `connect_cluster` (feature `redis-cluster`) and
@@ -96,6 +98,10 @@ pub struct RedisStore {
     keys: Keys,
     lock_ttl: Duration,
     replica_acks: Option<(u32, Duration)>,
+    /// Held with the Redis lock by a task of this process: the others
+    /// wait here, without Redis traffic, and do not stack blocking waits
+    /// on the shared connection.
+    local: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RedisStore {
@@ -210,6 +216,7 @@ impl RedisStore {
             keys: Keys::new(key),
             lock_ttl: DEFAULT_LOCK_TTL,
             replica_acks: None,
+            local: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -337,13 +344,21 @@ impl TokenStore for RedisStore {
     }
 
     async fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>, BoxError> {
-        let taken = lock::take(self.connection.clone(), &self.keys, self.lock_ttl, wait).await?;
-        let Some(owner) = taken else {
-            return Err(format!(
+        let deadline = crate::util::time::deadline_after(wait);
+        let held_elsewhere = || -> BoxError {
+            format!(
                 "another holder kept `{}` for longer than {wait:?}",
                 self.keys.lock
             )
-            .into());
+            .into()
+        };
+        let local = tokio::time::timeout_at(deadline, self.local.clone().lock_owned())
+            .await
+            .map_err(|_| held_elsewhere())?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let taken = lock::take(self.connection.clone(), &self.keys, self.lock_ttl, left).await?;
+        let Some(owner) = taken else {
+            return Err(held_elsewhere());
         };
         Ok(Some(Box::new(RedisLock {
             connection: self.connection.clone(),
@@ -351,6 +366,7 @@ impl TokenStore for RedisStore {
             owner,
             version: None,
             replica_acks: self.replica_acks,
+            _local: local,
         })))
     }
 }

@@ -53,6 +53,11 @@ fn main() -> ExitCode {
         own.as_deref(),
         || multi_thread(2).block_on(redis_restarting_mid_run_loses_nothing()),
     );
+    trials.add(
+        "a_waiter_that_gives_up_leaves_the_queue_and_the_next_is_handed_the_lock",
+        any.as_deref(),
+        || multi_thread(2).block_on(a_waiter_that_gives_up_leaves_the_queue()),
+    );
     for managers in [8, 64] {
         trials.add(
             format!("commands_per_fleet_wide_refresh_with_{managers}_managers"),
@@ -243,6 +248,12 @@ async fn lock_that_expired_cannot_overwrite_a_newer_set() {
     let store = seeded_store(&redis, &key)
         .await
         .with_lock_ttl(Duration::from_millis(100));
+    // Another host: a store of its own (one process's tasks would wait for
+    // each other in the process).
+    let other = RedisStore::connect(&redis.url, &key)
+        .await
+        .unwrap()
+        .with_lock_ttl(Duration::from_millis(100));
     let mut stale = store.lock(Duration::from_secs(5)).await.unwrap().unwrap();
     assert_eq!(
         stale
@@ -257,7 +268,7 @@ async fn lock_that_expired_cannot_overwrite_a_newer_set() {
     );
     // The slow holder's lock expires; another holder takes it, refreshes and
     // saves. (The lock wait is bounded and polls until the key expires.)
-    let mut fresh = store.lock(Duration::from_secs(5)).await.unwrap().unwrap();
+    let mut fresh = other.lock(Duration::from_secs(5)).await.unwrap().unwrap();
     fresh.load().await.unwrap();
     let newer = TokenSet::new("at-fresh").with_refresh_token("rt-fresh");
     assert_eq!(fresh.save(&newer).await.unwrap(), LockedSave::Saved);
@@ -382,4 +393,62 @@ async fn one_each(clients: &[reqwest_middleware::ClientWithMiddleware], url: &st
         .into_iter()
         .filter(|r| r.as_ref().is_ok_and(|r| r.status() == 200))
         .count()
+}
+
+async fn queue_length(redis: &Redis, store: &RedisStore) -> usize {
+    let mut connection = redis_server::connect(&redis.url).await;
+    redis::cmd("LLEN")
+        .arg(format!("{}:lock:queue", store.key()))
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+/// A waiter whose wait runs out leaves the queue (it cannot be handed a
+/// lock nobody releases); the next waiter is handed the lock on release,
+/// without waiting for its fallback look at the lock (half a second at
+/// the least).
+async fn a_waiter_that_gives_up_leaves_the_queue() {
+    let redis = Redis::start("queue").await;
+    let key = unique_key("queue");
+    let store = seeded_store(&redis, &key).await;
+    let holder = store.lock(Duration::from_secs(5)).await.unwrap().unwrap();
+    // A waiter on another host queues, gives up, and leaves.
+    let quitter = RedisStore::connect(&redis.url, &key).await.unwrap();
+    let err = quitter.lock(Duration::from_millis(250)).await.unwrap_err();
+    assert!(err.to_string().contains("longer than"), "{err}");
+    assert_eq!(queue_length(&redis, &store).await, 0, "the waiter left");
+    // A task of the holder's own process waits in the process.
+    let err = store
+        .clone()
+        .lock(Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("longer than"), "{err}");
+
+    // Another host (a task of this process would wait in the process).
+    let other = RedisStore::connect(&redis.url, &key).await.unwrap();
+    let waiter = {
+        let store = other;
+        tokio::spawn(async move {
+            let lock = store.lock(Duration::from_secs(10)).await;
+            (lock, std::time::Instant::now())
+        })
+    };
+    redis_server::poll_until("the waiter queued", Duration::from_secs(5), || async {
+        queue_length(&redis, &store).await == 1
+    })
+    .await;
+    let released = std::time::Instant::now();
+    holder.release().await.unwrap();
+    let (lock, acquired) = waiter.await.unwrap();
+    let lock = lock.unwrap().unwrap();
+    assert!(
+        acquired - released < Duration::from_millis(300),
+        "handed over, not found by the fallback: {:?}",
+        acquired - released
+    );
+    assert_eq!(queue_length(&redis, &store).await, 0);
+    lock.release().await.unwrap();
+    store.lock(Duration::from_millis(1)).await.unwrap().unwrap();
 }

@@ -231,6 +231,8 @@ pub(super) struct RedisLock {
     pub(super) owner: String,
     pub(super) version: Option<u64>,
     pub(super) replica_acks: Option<(u32, Duration)>,
+    /// The process's own lock, released with this one (or when it drops).
+    pub(super) _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl fmt::Debug for RedisLock {
