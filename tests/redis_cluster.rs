@@ -71,14 +71,21 @@ fn unique_key(name: &str) -> String {
     )
 }
 
-fn client_for(store: RedisStore, auth: &AuthServer) -> reqwest_middleware::ClientWithMiddleware {
+/// A manager on `store`. The managers share one HTTP client: building one
+/// loads the TLS roots (with `--all-features`), slow on a busy machine.
+fn client_for(
+    store: RedisStore,
+    auth: &AuthServer,
+    http: &reqwest::Client,
+) -> reqwest_middleware::ClientWithMiddleware {
     let manager = TokenManager::builder(&auth.token_url())
         .client_id("fleet")
         .retry_base_delay(Duration::from_millis(1))
+        .http_client(http.clone())
         .store(store)
         .build()
         .unwrap();
-    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    reqwest_middleware::ClientBuilder::new(http.clone())
         .with(
             OAuth2Middleware::builder(manager)
                 .allow_origin(&auth.server.uri())
@@ -165,9 +172,10 @@ async fn managers_on_a_cluster_refresh_once_per_expiry() {
         .save(&TokenSet::new("at-0").with_refresh_token("rt-0"))
         .await
         .unwrap();
+    let http = reqwest::Client::new();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(client_for(cluster_store(&urls, &key).await, &auth));
+        clients.push(client_for(cluster_store(&urls, &key).await, &auth, &http));
     }
     for expiry in 1..=3 {
         auth.expire_access_token();
@@ -321,9 +329,10 @@ async fn the_store_follows_sentinel(failover: Failover) {
         .save(&TokenSet::new("at-0").with_refresh_token("rt-0"))
         .await
         .unwrap();
+    let http = reqwest::Client::new();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(client_for(setup.store(&key).await, &auth));
+        clients.push(client_for(setup.store(&key).await, &auth, &http));
     }
     auth.expire_access_token();
     assert_eq!(

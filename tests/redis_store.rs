@@ -150,15 +150,19 @@ async fn client_for(
     redis: &Redis,
     key: &str,
     auth: &AuthServer,
+    http: &reqwest::Client,
 ) -> reqwest_middleware::ClientWithMiddleware {
-    // Each client has its own store, hence its own connection.
+    // Each client has its own store, hence its own connection. They share
+    // one HTTP client: building one loads the TLS roots (with
+    // `--all-features`), a quarter of a second on a busy machine.
     let manager = TokenManager::builder(&auth.token_url())
         .client_id("fleet")
         .retry_base_delay(Duration::from_millis(1))
+        .http_client(http.clone())
         .store(RedisStore::connect(&redis.url, key).await.unwrap())
         .build()
         .unwrap();
-    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    reqwest_middleware::ClientBuilder::new(http.clone())
         .with(
             OAuth2Middleware::builder(manager)
                 .allow_origin(&auth.server.uri())
@@ -186,9 +190,10 @@ async fn clients_on_separate_connections_refresh_once_per_expiry() {
     let auth = AuthServer::start().await;
     let key = unique_key("fleet");
     seeded_store(&redis, &key).await;
+    let http = reqwest::Client::new();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(client_for(&redis, &key, &auth).await);
+        clients.push(client_for(&redis, &key, &auth, &http).await);
     }
     for expiry in 1..=EXPIRIES {
         auth.expire_access_token();
@@ -291,9 +296,10 @@ async fn redis_restarting_mid_run_loses_nothing() {
     let auth = AuthServer::start().await;
     let key = unique_key("restart");
     seeded_store(&redis, &key).await;
+    let http = reqwest::Client::new();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(client_for(&redis, &key, &auth).await);
+        clients.push(client_for(&redis, &key, &auth, &http).await);
     }
     auth.expire_access_token();
     assert_eq!(
@@ -342,9 +348,10 @@ async fn commands_per_fleet_wide_refresh(managers: usize) {
     let auth = AuthServer::start().await;
     let key = unique_key("commands");
     seeded_store(&redis, &key).await;
+    let http = reqwest::Client::new();
     let mut clients = Vec::new();
     for _ in 0..managers {
-        clients.push(client_for(&redis, &key, &auth).await);
+        clients.push(client_for(&redis, &key, &auth, &http).await);
     }
     // Warm up: every manager has loaded, and Redis has the scripts.
     auth.expire_access_token();
