@@ -1,10 +1,12 @@
 //! RedisStore across hosts: eight clients on separate connections refresh
 //! once per expiry, a lock that expires mid-refresh cannot overwrite a newer
-//! set, and Redis restarting mid-run loses nothing.
+//! set, Redis restarting mid-run loses nothing, a waiter that gives up
+//! leaves the lock queue, and what one fleet-wide refresh costs Redis with
+//! 8 and 64 managers (printed, and bounded so that a polling storm fails).
 //!
 //! The tests use `REDIS_URL` when it is set; otherwise they start
-//! `redis-server` on a free loopback port (the restart test always starts
-//! its own). Without either they are reported as ignored, with the reason;
+//! `redis-server` on a free loopback port (the restart and command-count
+//! tests always start their own). Without either they are reported as ignored, with the reason;
 //! under CI (`CI=true` or `CI=1`) a missing Redis fails them.
 
 mod common;
