@@ -364,6 +364,7 @@ impl TokenStore for RedisStore {
             connection: self.connection.clone(),
             keys: self.keys.clone(),
             owner,
+            ttl: self.lock_ttl,
             version: None,
             replica_acks: self.replica_acks,
             _local: local,

@@ -164,7 +164,7 @@ impl Attempt<'_> {
 
     /// Leaves the queue, passing the lock on if it was just handed to us.
     async fn give_up(&mut self) -> Result<(), BoxError> {
-        release(&mut self.connection, self.keys, &self.owner, true).await
+        release(&mut self.connection, self.keys, &self.owner, self.ttl, true).await
     }
 }
 
@@ -172,13 +172,16 @@ async fn release(
     connection: &mut Connection,
     keys: &Keys,
     owner: &str,
+    ttl: Duration,
     leaving_queue: bool,
 ) -> Result<(), BoxError> {
+    // A lock TTL shorter than the claim's bounds it too.
+    let claim = CLAIM_TTL.min(ttl);
     let _: u64 = RELEASE
         .key(&keys.lock)
         .key(&keys.queue)
         .arg(owner)
-        .arg(millis(CLAIM_TTL))
+        .arg(millis(claim))
         .arg(&keys.wake_prefix)
         .arg(if leaving_queue { "1" } else { "0" })
         .invoke_async(connection)
@@ -204,14 +207,36 @@ pub(super) async fn take(
         queued: false,
     };
     let deadline = crate::util::time::deadline_after(wait);
+    match wait_in_line(&mut attempt, deadline).await {
+        Ok(true) => Ok(Some(attempt.owner)),
+        Ok(false) => {
+            attempt.give_up().await?;
+            Ok(None)
+        }
+        Err(error) => {
+            // Best effort: a queued waiter that vanishes would be handed
+            // the lock and stall the others for the claim TTL.
+            if attempt.queued {
+                let _ = attempt.give_up().await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Tries, queues, and blocks until we hold the lock (`true`) or the
+/// deadline has passed (`false`, still queued).
+async fn wait_in_line(
+    attempt: &mut Attempt<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<bool, BoxError> {
     loop {
         let Some(left) = attempt.acquire().await? else {
-            return Ok(Some(attempt.owner));
+            return Ok(true);
         };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if remaining.is_zero() {
-            attempt.give_up().await?;
-            return Ok(None);
+            return Ok(false);
         }
         // Jitter: waiters that queued together do not all fall back at once.
         let fallback = FALLBACK_POLL / 2 + FALLBACK_POLL.mul_f64(random_fraction() / 2.0);
@@ -229,6 +254,7 @@ pub(super) struct RedisLock {
     pub(super) connection: Connection,
     pub(super) keys: Keys,
     pub(super) owner: String,
+    pub(super) ttl: Duration,
     pub(super) version: Option<u64>,
     pub(super) replica_acks: Option<(u32, Duration)>,
     /// The process's own lock, released with this one (or when it drops).
@@ -272,7 +298,14 @@ impl StoreLock for RedisLock {
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), BoxError> {
-        release(&mut self.connection, &self.keys, &self.owner, false).await
+        release(
+            &mut self.connection,
+            &self.keys,
+            &self.owner,
+            self.ttl,
+            false,
+        )
+        .await
     }
 }
 
