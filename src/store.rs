@@ -219,7 +219,7 @@ impl TokenStore for MemoryStore {
 /// blocking lock call waits for one without holding a thread. Deadlines are
 /// tokio's, so paused test time drives them; `Ok(false)` means the wait ran
 /// out.
-#[cfg(any(feature = "file-store", feature = "redis"))]
+#[cfg(feature = "file-store")]
 pub(crate) async fn poll_lock<F, Fut>(
     wait: Duration,
     first_pause: Duration,
