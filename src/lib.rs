@@ -146,9 +146,13 @@ pub use error::{BoxError, Error};
 #[cfg(feature = "file-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use file_store::FileStore;
-#[cfg(feature = "crypto-ring")]
-pub use jose::SigningKey;
 pub use jose::{Algorithm, PublicJwk, Signer};
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto")))
+)]
+pub use jose::{CryptoBackend, SigningKey};
 pub use manager::RefreshMode;
 pub use manager::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,

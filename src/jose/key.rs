@@ -1,9 +1,12 @@
 //! [`SigningKey`]: a private key held in this process.
 
-#[cfg(feature = "crypto-ring")]
-#[path = "key/ring.rs"]
 mod backend;
 mod jwk_private;
+#[cfg(feature = "crypto-ring")]
+#[path = "key/ring.rs"]
+mod ring_backend;
+#[cfg(feature = "crypto-rustcrypto")]
+mod rustcrypto;
 
 use std::fmt;
 use std::path::Path;
@@ -11,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use backend::CryptoBackend;
 use backend::Pair;
 pub(crate) use backend::sha256;
 
@@ -25,8 +29,11 @@ use crate::error::{BoxError, Error};
 /// private JWK, or a Google service-account JSON file
 /// ([`providers::google_service_account`](crate::providers::google_service_account)).
 /// Files that group or others can read are refused, like a token file.
-/// `Debug` shows the algorithm and `kid`, never the key. Clones share the
-/// key.
+/// `Debug` shows the algorithm, `kid` and backend, never the key. Clones
+/// share the key.
+///
+/// The key lives in [`CryptoBackend::default()`] (ring when `crypto-ring` is
+/// on, else RustCrypto) unless a `*_with` constructor names one.
 ///
 /// ```
 /// # fn run() -> Result<(), reqwest_oauth2_refresh::Error> {
@@ -50,6 +57,7 @@ impl fmt::Debug for SigningKey {
         f.debug_struct("SigningKey")
             .field("algorithm", &self.algorithm)
             .field("key_id", &self.key_id)
+            .field("backend", &self.pair.backend())
             .finish_non_exhaustive()
     }
 }
@@ -74,24 +82,38 @@ impl SigningKey {
         })
     }
 
-    /// A new random key for ES256 or EdDSA (RSA keys cannot be made here).
+    /// A new random key for ES256 or EdDSA (RSA keys cannot be made here),
+    /// from the operating system's random numbers.
     pub fn generate(algorithm: Algorithm) -> Result<Self, Error> {
-        Self::new(Pair::generate(algorithm)?, Some(algorithm))
+        Self::generate_with(algorithm, CryptoBackend::default())
+    }
+
+    /// [`generate`](Self::generate) in the given backend.
+    pub fn generate_with(algorithm: Algorithm, backend: CryptoBackend) -> Result<Self, Error> {
+        Self::new(Pair::generate(backend, algorithm)?, Some(algorithm))
     }
 
     /// A key from PEM text: PKCS#8 (`-----BEGIN PRIVATE KEY-----`, what
     /// `openssl genpkey` writes and what Google's service-account files
     /// hold) or PKCS#1 RSA (`-----BEGIN RSA PRIVATE KEY-----`). RSA keys
     /// sign RS256 unless [`with_algorithm`](Self::with_algorithm) says PS256.
+    /// Blocks before the key (a certificate) are skipped; encrypted and
+    /// SEC1 (`EC PRIVATE KEY`) keys are refused with the `openssl` command
+    /// that converts them.
     pub fn from_pem(text: &str) -> Result<Self, Error> {
+        Self::from_pem_with(text, CryptoBackend::default())
+    }
+
+    /// [`from_pem`](Self::from_pem) in the given backend.
+    pub fn from_pem_with(text: &str, backend: CryptoBackend) -> Result<Self, Error> {
         let pair = match pem::parse(text)? {
             PemKey::Pkcs8(der) => {
                 let kind = pem::pkcs8_key_type(&der).ok_or_else(|| {
                     Error::Config("the PKCS#8 key is not P-256, Ed25519 or RSA".into())
                 })?;
-                Pair::from_pkcs8(&der, kind)?
+                Pair::from_pkcs8(backend, &der, kind)?
             }
-            PemKey::Pkcs1(der) => Pair::from_pkcs1(&der)?,
+            PemKey::Pkcs1(der) => Pair::from_pkcs1(backend, &der)?,
         };
         Self::new(pair, None)
     }
@@ -105,9 +127,14 @@ impl SigningKey {
     /// `Ed25519`, or `RSA` with all its CRT members). Its `alg` and `kid`
     /// members are used when present.
     pub fn from_jwk(json: &str) -> Result<Self, Error> {
+        Self::from_jwk_with(json, CryptoBackend::default())
+    }
+
+    /// [`from_jwk`](Self::from_jwk) in the given backend.
+    pub fn from_jwk_with(json: &str, backend: CryptoBackend) -> Result<Self, Error> {
         let parsed = jwk_private::parse(json)?;
         let algorithm = parsed.alg.as_deref().map(str::parse).transpose()?;
-        let mut key = Self::new(Pair::from_private_jwk(&parsed.key)?, algorithm)?;
+        let mut key = Self::new(Pair::from_private_jwk(backend, &parsed.key)?, algorithm)?;
         key.key_id = parsed.kid;
         Ok(key)
     }
@@ -127,6 +154,11 @@ impl SigningKey {
             )));
         }
         Ok(Self { algorithm, ..self })
+    }
+
+    /// The library that holds the key.
+    pub fn backend(&self) -> CryptoBackend {
+        self.pair.backend()
     }
 
     /// The `kid` header: the id the server knows the public key by.

@@ -11,7 +11,10 @@ use crate::error::Error;
 const MAX_KEY_FILE_BYTES: u64 = 256 * 1024;
 
 /// The file's text, if it is a regular file that only its owner can read.
-#[cfg_attr(not(feature = "crypto-ring"), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "crypto-ring", feature = "crypto-rustcrypto")),
+    allow(dead_code)
+)]
 pub(crate) fn read_private_file(path: &Path) -> Result<String, Error> {
     let shown = path.display();
     // Before opening: opening a FIFO would wait for a writer, forever. The

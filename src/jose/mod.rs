@@ -12,10 +12,10 @@
 mod algorithm;
 mod jwk;
 mod jws;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 mod key;
 mod key_file;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 mod pem;
 #[cfg(test)]
 mod tests;
@@ -27,11 +27,11 @@ use async_trait::async_trait;
 pub use algorithm::Algorithm;
 pub use jwk::PublicJwk;
 pub(crate) use jws::{b64, compact};
-#[cfg(feature = "crypto-ring")]
-pub use key::SigningKey;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
+pub use key::{CryptoBackend, SigningKey};
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 pub(crate) use key::{generate_pkcs8_pem, sha256};
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 pub(crate) use key_file::read_private_file;
 
 use crate::error::BoxError;

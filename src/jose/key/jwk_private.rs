@@ -16,6 +16,8 @@ pub(crate) enum PrivateJwk {
         d: Vec<u8>,
         x: Vec<u8>,
     },
+    // The pure-Rust backend refuses RSA without reading the members.
+    #[cfg_attr(not(feature = "crypto-ring"), allow(dead_code))]
     Rsa {
         n: Vec<u8>,
         e: Vec<u8>,
