@@ -17,6 +17,8 @@ use async_trait::async_trait;
 pub use backend::CryptoBackend;
 use backend::Pair;
 pub(crate) use backend::sha256;
+#[cfg(all(test, feature = "crypto-rustcrypto"))]
+pub(crate) use rustcrypto::sha256 as rustcrypto_sha256;
 
 use super::pem::{self, KeyType, PemKey};
 use super::{Algorithm, PublicJwk, Signer, b64, read_private_file};

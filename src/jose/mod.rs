@@ -17,7 +17,7 @@ mod key;
 mod key_file;
 #[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 mod pem;
-#[cfg(test)]
+#[cfg(all(test, any(feature = "crypto-ring", feature = "crypto-rustcrypto")))]
 mod tests;
 
 use std::fmt;
