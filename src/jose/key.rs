@@ -16,6 +16,8 @@ use async_trait::async_trait;
 
 pub use backend::CryptoBackend;
 use backend::Pair;
+#[cfg(test)]
+pub(crate) use backend::generate_pkcs8_with;
 pub(crate) use backend::sha256;
 #[cfg(all(test, feature = "crypto-rustcrypto"))]
 pub(crate) use rustcrypto::sha256 as rustcrypto_sha256;

@@ -173,3 +173,25 @@ async fn ed25519_signatures_are_the_same_on_both_backends() {
         rc.sign(b"message").await.unwrap()
     );
 }
+
+#[tokio::test]
+async fn generated_pkcs8_loads_and_signs_on_every_backend() {
+    use super::super::key::generate_pkcs8_with;
+    use super::super::pem::encode_pkcs8;
+    for made_by in backends() {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+            let pem = encode_pkcs8(&generate_pkcs8_with(alg, made_by).unwrap());
+            let mut public = None;
+            for backend in backends() {
+                let key = SigningKey::from_pem_with(&pem, backend).unwrap();
+                assert_eq!(key.algorithm(), alg);
+                // Every backend reads the same public key out of it.
+                let jwk = key.public_jwk();
+                assert_eq!(public.get_or_insert_with(|| jwk.clone()), &jwk);
+                let signature = key.sign(b"m").await.unwrap();
+                assert!(verifies(&jwk, alg, b"m", &signature), "{alg} {made_by:?}");
+            }
+        }
+        assert!(generate_pkcs8_with(Algorithm::Rs256, made_by).is_err());
+    }
+}
