@@ -101,6 +101,11 @@
 //! | `file-store` | `FileStore`: a token file shared by the processes of one host (`rustix` for `O_NOFOLLOW` and the owner check) |
 //! | `redis` | `RedisStore`: a token set in Redis shared by many hosts (`redis`) |
 //! | `oauth2` | `TokenSet::from_oauth2`: first tokens from the `oauth2` crate (`oauth2` without its HTTP clients) |
+//! | `redis-cluster`, `redis-sentinel` | `RedisStore` on a Redis Cluster, or through Sentinel (the `redis` crate's own features) |
+//! | `crypto-ring` | `SigningKey` and `DpopKey` on `ring`: ES256, EdDSA, RS256, PS256 (private_key_jwt, the JWT-bearer grant, Google service accounts, DPoP) |
+//! | `crypto-rustcrypto` | the same in pure Rust (`p256`, `ed25519-dalek`): ES256 and EdDSA, no RSA |
+//! | `tower`, `tonic` | `OAuth2Layer` for any tower service; `OAuth2Interceptor` and tonic body replay |
+//! | `metrics` | counters and histograms through the `metrics` facade |
 //! | `cli` | the `oauth2-refresh` command-line tool (`clap`, a TLS stack) |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -138,7 +143,7 @@ pub use crate::tonic::OAuth2Interceptor;
 pub use async_trait::async_trait;
 pub use clock::{Clock, SystemClock};
 pub use discovery::ServerMetadata;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 pub use dpop::DpopKey;
 pub use endpoint::assertion::{AssertionAudience, JwtBearerGrant};
 pub use endpoint::client_auth::ClientAuth;

@@ -265,10 +265,10 @@ pub fn strava() -> TokenManagerBuilder {
     rules::strava(TokenManager::builder("https://www.strava.com/oauth/token"))
 }
 
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 mod google_sa;
 pub mod rules;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 pub use google_sa::{google_service_account, google_service_account_file};
 
 #[cfg(test)]

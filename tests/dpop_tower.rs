@@ -1,7 +1,10 @@
 //! DPoP through the tower layer: hyper-util's client against a wiremock
 //! API (the proof, the API's nonce retry, the refresh and replay after a
 //! rejected DPoP token), and a path-only URI with the channel's origin.
-#![cfg(all(feature = "tower", feature = "crypto-ring"))]
+#![cfg(all(
+    feature = "tower",
+    any(feature = "crypto-ring", feature = "crypto-rustcrypto")
+))]
 
 mod common;
 #[path = "common/jwt.rs"]

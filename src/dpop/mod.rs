@@ -5,7 +5,7 @@
 //! keep refreshing a bound refresh token.
 
 mod htu;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 mod key;
 mod nonce;
 mod proof;
@@ -14,9 +14,9 @@ mod resource;
 mod tests;
 
 pub(crate) use htu::origin;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 pub use key::DpopKey;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 pub(crate) use key::ath;
 pub(crate) use nonce::NonceCache;
 pub(crate) use proof::{ProofFor, Prover};

@@ -39,7 +39,10 @@ pub(crate) struct ProofFor<'a> {
 
 impl Prover {
     // Keys (and so provers) exist only with a crypto feature.
-    #[cfg_attr(not(feature = "crypto-ring"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "crypto-ring", feature = "crypto-rustcrypto")),
+        allow(dead_code)
+    )]
     pub(crate) fn new(signer: Arc<dyn Signer>) -> Self {
         let header = json!({
             "typ": "dpop+jwt",

@@ -101,12 +101,12 @@ impl ResourceProof {
     }
 }
 
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 fn ath_of(tokens: &TokenSet) -> Result<String, Error> {
     Ok(super::ath(tokens.access_token().secret()))
 }
 
-#[cfg(not(feature = "crypto-ring"))]
+#[cfg(not(any(feature = "crypto-ring", feature = "crypto-rustcrypto")))]
 fn ath_of(_tokens: &TokenSet) -> Result<String, Error> {
     Err(Error::Config(
         "a DPoP access token needs the crypto-ring feature".into(),

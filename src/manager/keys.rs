@@ -117,7 +117,7 @@ impl TokenManagerBuilder {
     /// # let _ = manager; Ok(()) }
     /// # run().unwrap();
     /// ```
-    #[cfg(feature = "crypto-ring")]
+    #[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
     pub fn dpop(mut self, key: crate::DpopKey) -> Self {
         self.keys.dpop = Some(BoundKey::of(&key));
         self

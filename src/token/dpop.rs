@@ -4,14 +4,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 use std::sync::OnceLock;
 
 use super::TokenSet;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 use crate::dpop::DpopKey;
 use crate::dpop::Prover;
-#[cfg(feature = "crypto-ring")]
+#[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
 use crate::error::Error;
 
 /// The saved key, read (once, shared by clones) when first needed. A build
@@ -20,7 +20,7 @@ use crate::error::Error;
 #[derive(Clone)]
 pub(crate) struct BoundKey {
     text: Arc<str>,
-    #[cfg(feature = "crypto-ring")]
+    #[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
     parsed: Arc<OnceLock<Result<DpopKey, Error>>>,
 }
 
@@ -28,7 +28,7 @@ impl BoundKey {
     pub(crate) fn from_saved(text: String) -> Self {
         Self {
             text: Arc::from(text),
-            #[cfg(feature = "crypto-ring")]
+            #[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
             parsed: Arc::new(OnceLock::new()),
         }
     }
@@ -38,7 +38,7 @@ impl BoundKey {
     }
 
     /// A set bound to `key`.
-    #[cfg(feature = "crypto-ring")]
+    #[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
     pub(crate) fn of(key: &DpopKey) -> Self {
         let bound = Self::from_saved(key.saved().to_owned());
         let _ = bound.parsed.set(Ok(key.clone()));
@@ -46,13 +46,13 @@ impl BoundKey {
     }
 
     /// What signs this key's proofs.
-    #[cfg(feature = "crypto-ring")]
+    #[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
     pub(crate) fn prover(&self) -> Result<Arc<Prover>, Error> {
         Ok(self.key()?.prover().clone())
     }
 
     /// Without a crypto feature a bound set cannot be refreshed.
-    #[cfg(not(feature = "crypto-ring"))]
+    #[cfg(not(any(feature = "crypto-ring", feature = "crypto-rustcrypto")))]
     pub(crate) fn prover(&self) -> Result<Arc<Prover>, crate::error::Error> {
         Err(crate::error::Error::Config(
             "the token set is bound to a DPoP key; enable the crypto-ring feature".into(),
@@ -60,7 +60,7 @@ impl BoundKey {
     }
 
     /// The key; an unreadable saved key is an error every time it is used.
-    #[cfg(feature = "crypto-ring")]
+    #[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
     pub(crate) fn key(&self) -> Result<&DpopKey, Error> {
         self.parsed
             .get_or_init(|| DpopKey::from_saved(&self.text))
@@ -100,7 +100,7 @@ impl TokenSet {
     /// # Ok(()) }
     /// # run().unwrap();
     /// ```
-    #[cfg(feature = "crypto-ring")]
+    #[cfg(any(feature = "crypto-ring", feature = "crypto-rustcrypto"))]
     pub fn with_dpop_key(mut self, key: &DpopKey) -> Self {
         self.dpop_key = Some(BoundKey::of(key));
         self
