@@ -305,6 +305,7 @@ pub(crate) fn parse_token_response(
     let extra = map
         .iter()
         .filter(|(name, _)| !STANDARD_FIELDS.contains(&name.as_str()))
+        .filter(|(name, value)| storable(name, value))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let tokens = TokenSet::from_parts(
@@ -315,6 +316,32 @@ pub(crate) fn parse_token_response(
         scope,
     );
     Ok(tokens.with_response_fields(token_type, id_token, extra))
+}
+
+/// How deep an extra field may nest arrays and objects. The stored form
+/// puts it two levels below its top and serde_json reads no more than 128
+/// levels: a deeper field made a token file or Redis hash that no process
+/// could load again (found by the property tests). Such a field is dropped;
+/// the tokens are kept.
+const MAX_EXTRA_DEPTH: usize = 64;
+
+fn storable(name: &str, value: &Value) -> bool {
+    let deep = nests_deeper_than(value, MAX_EXTRA_DEPTH);
+    if deep {
+        tracing::debug!(field = %escape_controls(name), "dropped an extra field nested too deep to store");
+    }
+    !deep
+}
+
+/// Recursion bounded by `levels`, whatever the value's depth.
+fn nests_deeper_than(value: &Value, levels: usize) -> bool {
+    match value {
+        Value::Array(items) => {
+            levels == 0 || items.iter().any(|v| nests_deeper_than(v, levels - 1))
+        }
+        Value::Object(map) => levels == 0 || map.values().any(|v| nests_deeper_than(v, levels - 1)),
+        _ => false,
+    }
 }
 
 /// The fields a [`TokenSet`] keeps in fields of its own.
@@ -355,8 +382,12 @@ fn check_token_type(value: Option<&Value>, policy: &ResponsePolicy) -> Result<()
             Ok(())
         }
         Some(Value::String(t)) if policy.is_bearer(t) => Ok(()),
+        // The server's own words, so escaped like every other field of
+        // theirs that reaches an error (found by the property tests: a
+        // `token_type` with a newline forged a log line).
         Some(Value::String(t)) => Err(Error::invalid_response(format!(
-            "unsupported token_type `{t}` (only Bearer)"
+            "unsupported token_type `{}` (only Bearer)",
+            escape_controls(t)
         ))),
         Some(_) => Err(Error::invalid_response("`token_type` is not a string")),
     }
@@ -364,3 +395,6 @@ fn check_token_type(value: Option<&Value>, policy: &ResponsePolicy) -> Result<()
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
