@@ -397,4 +397,4 @@ fn check_token_type(value: Option<&Value>, policy: &ResponsePolicy) -> Result<()
 mod tests;
 
 #[cfg(test)]
-mod proptests;
+pub(crate) mod proptests;
