@@ -4,50 +4,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use proptest::option;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::endpoint::response::proptests::check_round_trip;
 use crate::endpoint::response::proptests::strategies::*;
-use crate::token::{IdToken, TokenSet};
-
-/// Any token set: any text in every field (the stored form is not only
-/// for header-safe tokens), any lifetime, any issue time from 1970 on.
-pub(crate) fn token_set() -> impl Strategy<Value = TokenSet> {
-    let parts = (
-        nasty_text(),
-        option::of(nasty_text()),
-        option::of(any::<Duration>()),
-        (any::<u64>(), 0u32..1_000_000_000),
-        option::of(nasty_text()),
-        option::of(nasty_text()),
-        option::of(nasty_text()),
-    );
-    let extra = prop::collection::btree_map(field_name(), json_value(), 0..4);
-    (parts, extra).prop_filter_map(
-        "an issue time the platform holds",
-        |((access, refresh, lifetime, (secs, nanos), scope, token_type, id_token), extra)| {
-            let issued_at = UNIX_EPOCH.checked_add(Duration::new(secs, nanos))?;
-            let mut tokens = TokenSet::new(access);
-            if let Some(refresh) = refresh {
-                tokens = tokens.with_refresh_token(refresh);
-            }
-            if let Some(lifetime) = lifetime {
-                tokens = tokens.with_expires_in(lifetime);
-            }
-            if let Some(scope) = scope {
-                tokens = tokens.with_scope(scope);
-            }
-            let extra: Map<String, Value> = extra.into_iter().collect();
-            Some(tokens.with_issued_at(issued_at).with_response_fields(
-                token_type,
-                id_token.map(IdToken::new),
-                extra,
-            ))
-        },
-    )
-}
+use crate::token::TokenSet;
 
 /// A stored form with some fields replaced by values of any kind.
 fn mutated_stored() -> impl Strategy<Value = Map<String, Value>> {
