@@ -256,7 +256,12 @@ pub(crate) fn token_set() -> impl Strategy<Value = TokenSet> {
         nasty_text(),
         option::of(nasty_text()),
         option::of(any::<Duration>()),
-        (any::<u64>(), 0u32..1_000_000_000),
+        // Issue times up to 2100, and up to what a SystemTime holds on
+        // Linux (i64 seconds): few are filtered out.
+        (
+            prop_oneof![0u64..4_102_444_800, 0..=i64::MAX as u64],
+            0u32..1_000_000_000,
+        ),
         option::of(nasty_text()),
         option::of(nasty_text()),
         option::of(nasty_text()),
