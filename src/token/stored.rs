@@ -91,4 +91,4 @@ impl<'de> Deserialize<'de> for TokenSet {
 }
 
 #[cfg(test)]
-pub(crate) mod proptests;
+mod proptests;
