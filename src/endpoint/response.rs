@@ -318,11 +318,9 @@ pub(crate) fn parse_token_response(
     Ok(tokens.with_response_fields(token_type, id_token, extra))
 }
 
-/// How deep an extra field may nest arrays and objects. The stored form
-/// puts it two levels below its top and serde_json reads no more than 128
-/// levels: a deeper field made a token file or Redis hash that no process
-/// could load again (found by the property tests). Such a field is dropped;
-/// the tokens are kept.
+/// How deep an extra field may nest. The stored form puts it two levels
+/// down and serde_json reads 128 levels at most: a deeper field made a token
+/// file or Redis hash no process could load (found by the property tests).
 const MAX_EXTRA_DEPTH: usize = 64;
 
 fn storable(name: &str, value: &Value) -> bool {
@@ -382,9 +380,8 @@ fn check_token_type(value: Option<&Value>, policy: &ResponsePolicy) -> Result<()
             Ok(())
         }
         Some(Value::String(t)) if policy.is_bearer(t) => Ok(()),
-        // The server's own words, so escaped like every other field of
-        // theirs that reaches an error (found by the property tests: a
-        // `token_type` with a newline forged a log line).
+        // The server's words, escaped like all the others (the property
+        // tests found a `token_type` with a newline forging a log line).
         Some(Value::String(t)) => Err(Error::invalid_response(format!(
             "unsupported token_type `{}` (only Bearer)",
             escape_controls(t)
