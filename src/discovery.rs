@@ -133,7 +133,13 @@ async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<ServerMetad
             return Err(Error::Transport(Arc::new(e.without_url())));
         }
     };
-    serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse {
+    parse_document(&body, url)
+}
+
+/// The document's fields, or why it is unusable (a pure function: the
+/// property tests give it any bytes).
+fn parse_document(body: &[u8], url: &Url) -> Result<ServerMetadata, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::InvalidResponse {
         reason: format!("the metadata at {url} is not usable"),
         source: Some(Arc::new(e)),
     })
@@ -172,6 +178,9 @@ pub(crate) fn builder_from(metadata: &ServerMetadata) -> TokenManagerBuilder {
     }
     builder
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

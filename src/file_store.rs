@@ -136,18 +136,25 @@ fn read_tokens(path: &Path) -> Result<Option<TokenSet>, BoxError> {
         Err(e) => return Err(io_error(format!("cannot open {}", path.display()))(e)),
     };
     check_private(&file, path)?;
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(io_error(format!("cannot read {}", path.display())))?;
-    if text.len() as u64 > MAX_FILE_BYTES {
+    parse_token_file(&bytes, path).map(Some)
+}
+
+/// A token file's content. Bytes, not a `String`: a file that is not UTF-8
+/// is corrupt like any other bad content (a permanent refusal), not an I/O
+/// error to retry.
+fn parse_token_file(bytes: &[u8], path: &Path) -> Result<TokenSet, BoxError> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(refused(format!(
             "{} is larger than a token file can be",
             path.display()
         )));
     }
     // The parse error would quote the file's content: keep only its place.
-    serde_json::from_str(&text).map(Some).map_err(|e| {
+    serde_json::from_slice(bytes).map_err(|e| {
         refused(format!(
             "{} is not a token file (JSON error at line {}, column {})",
             path.display(),
@@ -226,7 +233,7 @@ fn lock_file_options() -> OpenOptions {
 /// the directory: the file holds the old set or the new one, never half.
 fn write_tokens(path: &Path, tokens: &TokenSet) -> Result<(), BoxError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let json = serde_json::to_vec_pretty(tokens)?;
+    let json = file_bytes(tokens)?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -258,6 +265,25 @@ fn write_tokens(path: &Path, tokens: &TokenSet) -> Result<(), BoxError> {
     }
     written?;
     sync_dir(dir)
+}
+
+/// Pretty for the people who read it, compact when the indentation would
+/// take it past what `read_tokens` accepts (deep extra fields multiply a
+/// 64 KiB token response into megabytes), refused when even that would:
+/// a file that no process could load back is worse than a failed save
+/// (found by the property tests).
+fn file_bytes(tokens: &TokenSet) -> Result<Vec<u8>, BoxError> {
+    let mut json = serde_json::to_vec_pretty(tokens)?;
+    if json.len() as u64 > MAX_FILE_BYTES {
+        json = serde_json::to_vec(tokens)?;
+    }
+    if json.len() as u64 > MAX_FILE_BYTES {
+        return Err(refused(format!(
+            "the token set takes {} bytes, more than a token file can hold ({MAX_FILE_BYTES})",
+            json.len()
+        )));
+    }
+    Ok(json)
 }
 
 #[cfg(unix)]
@@ -379,5 +405,7 @@ impl StoreLock for FileLock {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -263,12 +263,27 @@ impl fmt::Debug for RedisStore {
 }
 
 async fn read(connection: &mut Connection, key: &str) -> Result<(u64, Option<TokenSet>), BoxError> {
-    let (version, tokens): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+    let reply: redis::Value = redis::cmd("HMGET")
         .arg(key)
         .arg("version")
         .arg("tokens")
         .query_async(connection)
         .await?;
+    from_hash(key, reply)
+}
+
+/// The hash's `version` and `tokens` as HMGET answered them; a pure
+/// function, so that property tests can give it any reply.
+fn from_hash(key: &str, reply: redis::Value) -> Result<(u64, Option<TokenSet>), BoxError> {
+    // redis's conversion error quotes the reply, token set and all (found
+    // by the property tests): keep only what was wrong. Corrupt data does
+    // not fix itself: a permanent failure.
+    let (version, tokens): (Option<u64>, Option<String>) =
+        redis::from_redis_value(reply).map_err(|_| {
+            StoreError::permanent(format!(
+                "the hash at `{key}` does not hold a version number and a token set"
+            ))
+        })?;
     let tokens = match tokens {
         None => None,
         Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
@@ -371,3 +386,6 @@ impl TokenStore for RedisStore {
         })))
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -305,6 +305,7 @@ pub(crate) fn parse_token_response(
     let extra = map
         .iter()
         .filter(|(name, _)| !STANDARD_FIELDS.contains(&name.as_str()))
+        .filter(|(name, value)| storable(name, value))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let tokens = TokenSet::from_parts(
@@ -315,6 +316,30 @@ pub(crate) fn parse_token_response(
         scope,
     );
     Ok(tokens.with_response_fields(token_type, id_token, extra))
+}
+
+/// How deep an extra field may nest. The stored form puts it two levels
+/// down and serde_json reads 128 levels at most: a deeper field made a token
+/// file or Redis hash no process could load (found by the property tests).
+const MAX_EXTRA_DEPTH: usize = 64;
+
+fn storable(name: &str, value: &Value) -> bool {
+    let deep = nests_deeper_than(value, MAX_EXTRA_DEPTH);
+    if deep {
+        tracing::debug!(field = %escape_controls(name), "dropped an extra field nested too deep to store");
+    }
+    !deep
+}
+
+/// Recursion bounded by `levels`, whatever the value's depth.
+fn nests_deeper_than(value: &Value, levels: usize) -> bool {
+    match value {
+        Value::Array(items) => {
+            levels == 0 || items.iter().any(|v| nests_deeper_than(v, levels - 1))
+        }
+        Value::Object(map) => levels == 0 || map.values().any(|v| nests_deeper_than(v, levels - 1)),
+        _ => false,
+    }
 }
 
 /// The fields a [`TokenSet`] keeps in fields of its own.
@@ -356,8 +381,11 @@ fn check_token_type(value: Option<&Value>, policy: &ResponsePolicy) -> Result<()
             Ok(())
         }
         Some(Value::String(t)) if policy.is_bearer(t) || t.eq_ignore_ascii_case("dpop") => Ok(()),
+        // The server's words, escaped like all the others (the property
+        // tests found a `token_type` with a newline forging a log line).
         Some(Value::String(t)) => Err(Error::invalid_response(format!(
-            "unsupported token_type `{t}` (only Bearer)"
+            "unsupported token_type `{}` (only Bearer and DPoP)",
+            escape_controls(t)
         ))),
         Some(_) => Err(Error::invalid_response("`token_type` is not a string")),
     }
@@ -365,3 +393,6 @@ fn check_token_type(value: Option<&Value>, policy: &ResponsePolicy) -> Result<()
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod proptests;

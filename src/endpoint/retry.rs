@@ -39,6 +39,9 @@ pub(crate) fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration>
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

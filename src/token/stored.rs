@@ -16,6 +16,11 @@ struct StoredTokenSet {
     refresh_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_in: Option<u64>,
+    /// The nanoseconds past `expires_in`, for the same reason as
+    /// `issued_at_nanos` (a lifetime set with `with_expires_in` may have
+    /// them; a server's never does). Absent in files written before it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    expires_in_nanos: u32,
     /// Unix seconds.
     issued_at: u64,
     /// The nanoseconds past `issued_at`: every process that shares the set
@@ -52,6 +57,7 @@ impl Serialize for TokenSet {
             access_token: self.access_token.secret().to_owned(),
             refresh_token: self.refresh_token.as_ref().map(|t| t.secret().to_owned()),
             expires_in: self.expires_in.map(|d| d.as_secs()),
+            expires_in_nanos: self.expires_in.map_or(0, |d| d.subsec_nanos()),
             issued_at: since_epoch.as_secs(),
             issued_at_nanos: since_epoch.subsec_nanos(),
             scope: self.scope.clone(),
@@ -69,10 +75,8 @@ impl<'de> Deserialize<'de> for TokenSet {
         let stored = StoredTokenSet::deserialize(deserializer)?;
         // Stored data may be corrupt or planted: a time past what the
         // platform can represent is an error, never an overflow panic.
-        if stored.issued_at_nanos >= 1_000_000_000 {
-            return Err(serde::de::Error::custom(
-                "`issued_at_nanos` is out of range",
-            ));
+        if stored.issued_at_nanos >= 1_000_000_000 || stored.expires_in_nanos >= 1_000_000_000 {
+            return Err(serde::de::Error::custom("nanoseconds out of range"));
         }
         let issued_at = UNIX_EPOCH
             .checked_add(Duration::new(stored.issued_at, stored.issued_at_nanos))
@@ -80,7 +84,9 @@ impl<'de> Deserialize<'de> for TokenSet {
         Ok(Self {
             access_token: AccessToken::new(stored.access_token),
             refresh_token: stored.refresh_token.map(RefreshToken::new),
-            expires_in: stored.expires_in.map(Duration::from_secs),
+            expires_in: stored
+                .expires_in
+                .map(|secs| Duration::new(secs, stored.expires_in_nanos)),
             issued_at,
             scope: stored.scope,
             token_type: stored.token_type,
@@ -90,3 +96,6 @@ impl<'de> Deserialize<'de> for TokenSet {
         })
     }
 }
+
+#[cfg(test)]
+mod proptests;
