@@ -222,7 +222,7 @@ impl Driver<'_> {
     /// or forwarded (the server spends the token of a dead process).
     async fn kill_mid_refresh(&mut self) {
         let held = self.proxy.hold_next();
-        let Ok(Ok(held)) = tokio::time::timeout(Duration::from_secs(8), held).await else {
+        let Ok(Ok(held)) = tokio::time::timeout(Duration::from_secs(10), held).await else {
             self.proxy.disarm();
             return self.random_kill().await;
         };
@@ -251,7 +251,7 @@ impl Driver<'_> {
     /// is parsing it, or saving it.
     async fn kill_mid_save(&mut self) {
         let delivered = self.proxy.after_next_delivery();
-        let Ok(Ok(index)) = tokio::time::timeout(Duration::from_secs(8), delivered).await else {
+        let Ok(Ok(index)) = tokio::time::timeout(Duration::from_secs(10), delivered).await else {
             self.proxy.disarm();
             return self.random_kill().await;
         };

@@ -35,7 +35,6 @@
 //! redis-server: without them the test is reported as ignored with the
 //! reason, and fails under CI.
 
-#[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
 #[allow(dead_code)]
@@ -44,7 +43,6 @@ mod fixture;
 #[allow(dead_code)]
 #[path = "../interop/harness.rs"]
 mod harness;
-#[allow(dead_code)]
 #[path = "../common/process.rs"]
 mod process;
 #[allow(dead_code)]
@@ -57,6 +55,7 @@ mod fleet;
 mod phase;
 mod proxy;
 mod redis;
+mod report;
 mod worker;
 
 use std::process::ExitCode;

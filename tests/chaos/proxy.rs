@@ -233,6 +233,35 @@ impl TokenState {
             .await;
     }
 
+    /// The answer a fault gives instead of the server's, if one does: a
+    /// 503 for a token quarantined after its sender's death, or one of the
+    /// share; a delay is served here, and the call goes on after it.
+    async fn fault_before(&self, presented: Option<&str>) -> Option<Answer> {
+        if let Some(rt) = presented
+            && let Some(hits) = self.ledger.lock().unwrap().quarantine.get_mut(rt)
+        {
+            *hits += 1;
+            self.faults
+                .record("token: spent token of a killed process, 503");
+            return Some(status(StatusCode::SERVICE_UNAVAILABLE));
+        }
+        if self.faults_on.load(Ordering::SeqCst) {
+            let (roll, delay) = {
+                let mut rng = self.rng.lock().unwrap();
+                (rng.below(1000), rng.between(100, 1200))
+            };
+            if roll < self.shares.unavailable {
+                self.faults.record("token: 503");
+                return Some(status(StatusCode::SERVICE_UNAVAILABLE));
+            }
+            if roll < self.shares.unavailable + self.shares.delay {
+                self.faults.record("token: delayed");
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+        }
+        None
+    }
+
     async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Result<Answer, String> {
         let (parts, body) = request.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
@@ -244,27 +273,8 @@ impl TokenState {
         let presented = form_urlencoded::parse(&body)
             .find(|(name, _)| name == "refresh_token")
             .map(|(_, value)| value.into_owned());
-        if let Some(rt) = &presented
-            && let Some(hits) = self.ledger.lock().unwrap().quarantine.get_mut(rt)
-        {
-            *hits += 1;
-            self.faults
-                .record("token: spent token of a killed process, 503");
-            return Ok(status(StatusCode::SERVICE_UNAVAILABLE));
-        }
-        if self.faults_on.load(Ordering::SeqCst) {
-            let (roll, delay) = {
-                let mut rng = self.rng.lock().unwrap();
-                (rng.below(1000), rng.between(100, 1200))
-            };
-            if roll < self.shares.unavailable {
-                self.faults.record("token: 503");
-                return Ok(status(StatusCode::SERVICE_UNAVAILABLE));
-            }
-            if roll < self.shares.unavailable + self.shares.delay {
-                self.faults.record("token: delayed");
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-            }
+        if let Some(answer) = self.fault_before(presented.as_deref()).await {
+            return Ok(answer);
         }
         let arm = match presented {
             Some(_) => self.arm.lock().unwrap().take(),

@@ -33,6 +33,13 @@ pub const LOCK_TTL: Duration = Duration::from_secs(6);
 
 pub fn main(index: &str) -> ExitCode {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
+    // The library's warnings and errors go to the worker's log file (the
+    // crate never logs a token); the driver counts some of them.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .init();
     let runtime = crate::common::service::multi_thread(2);
     runtime.block_on(async {
         let Ok(manager) = manager(index, &var).await else {
