@@ -19,6 +19,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 struct Script {
     loads: VecDeque<Option<TokenSet>>,
     save_answer: Option<LockedSave>,
+    /// How many locked saves fail (transiently) before they work.
+    save_failures: u32,
     events: Vec<String>,
 }
 
@@ -55,6 +57,10 @@ impl StoreLock for ScriptedLock {
         script
             .events
             .push(format!("save {}", tokens.refresh_token().unwrap().secret()));
+        if script.save_failures > 0 {
+            script.save_failures -= 1;
+            return Err("the connection was reset".into());
+        }
         Ok(script.save_answer.unwrap_or(LockedSave::Saved))
     }
     async fn release(self: Box<Self>) -> Result<(), BoxError> {
@@ -87,6 +93,29 @@ async fn refresh_under_the_lock_saves_then_releases() {
     assert_eq!(
         store.0.lock().unwrap().events,
         ["lock", "load", "save rt-1", "release"]
+    );
+}
+
+/// Releasing the lock with the spent refresh token still stored would let
+/// a peer spend it again (the chaos soak's Redis phase lost the family that
+/// way when a connection reset hit the save).
+#[tokio::test]
+async fn a_failed_save_under_the_lock_is_tried_again_before_the_lock_is_released() {
+    let server = MockServer::start().await;
+    token_endpoint_issues(&server, token_body("at-1", Some("rt-1"), None), 1).await;
+    let store = ScriptedStore::default();
+    {
+        let mut script = store.0.lock().unwrap();
+        script.loads.push_back(ours());
+        script.save_failures = 1;
+    }
+    let manager = builder(&server).store(store.clone()).build().unwrap();
+    manager.access_token().await.unwrap();
+    let refreshed = manager.refresh().await.unwrap();
+    assert_eq!(refreshed.refresh_token().unwrap().secret(), "rt-1");
+    assert_eq!(
+        store.0.lock().unwrap().events,
+        ["lock", "load", "save rt-1", "save rt-1", "release"]
     );
 }
 

@@ -31,6 +31,12 @@ const SAVE_RETRY_DELAYS: [Duration; 8] = [
     Duration::from_secs(60),
 ];
 
+/// The waits before each new try of a save under the lock, after a refresh
+/// spent the refresh token; then the lock is released with the save failed
+/// (and [`retry_save`] goes on in the background).
+const SPENT_SAVE_RETRY_DELAYS: [Duration; 2] =
+    [Duration::from_millis(200), Duration::from_millis(800)];
+
 /// Runs one store call in its own task, within `timeout`. A timeout or a
 /// panic is a store failure like any other (`Error::Store`), which the
 /// failure cooldown does not remember.
@@ -201,6 +207,27 @@ impl StoreSession<'_> {
             }
             Held::Lost => Err(Error::store("save", "the store's lock was lost".into())),
         }
+    }
+
+    /// Saves the set a refresh just got, trying again (twice, while the
+    /// lock is still ours) when the store fails: the refresh token the
+    /// store holds is spent, and a peer that takes the lock after we
+    /// release it spends it again, which makes a server with reuse
+    /// detection revoke the whole family. A store that hiccups (a Redis
+    /// connection reset, a restart) usually answers the next try.
+    pub(crate) async fn save_spent(&mut self, tokens: &TokenSet) -> Result<LockedSave, Error> {
+        let mut saved = self.save(tokens).await;
+        for delay in SPENT_SAVE_RETRY_DELAYS {
+            let Err(error) = &saved else { break };
+            if !matches!(self.held, Held::Locked(_)) {
+                break;
+            }
+            tracing::warn!(error = %error, retry_in = ?delay,
+                "could not save the refreshed tokens under the lock; trying again before releasing it");
+            tokio::time::sleep(delay).await;
+            saved = self.save(tokens).await;
+        }
+        saved
     }
 
     /// Releases the lock; a failure is logged (the lock expires on its own).

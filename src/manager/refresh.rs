@@ -198,7 +198,7 @@ async fn refresh_in(
         }) => return Ok(salvage(inner, session, &base, refresh_token, error).await),
         Err(Failed { error, .. }) => return Err(error),
     };
-    match session.save(&tokens).await {
+    match session.save_spent(&tokens).await {
         Ok(LockedSave::Superseded) => {
             // Our lock expired and another holder saved a newer set: the
             // fleet uses that one, so do we.
