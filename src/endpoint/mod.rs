@@ -5,6 +5,7 @@
 //! answer read by the pure functions of [`response`].
 
 pub(crate) mod assertion;
+mod attempt;
 pub(crate) mod client_auth;
 pub(crate) mod request;
 pub(crate) mod response;
@@ -25,6 +26,7 @@ use crate::token::TokenSet;
 use crate::util::http::{ReadError, read_capped};
 use crate::util::time::{deadline_after, ends_after};
 use assertion::JwtBearerGrant;
+use attempt::{call_label, transient_transport};
 use client_auth::{ClientAuth, ClientCredentials};
 use request::{Call, Grant, RevokeHint, TokenRequest};
 use response::{
@@ -338,70 +340,5 @@ impl TokenEndpoint {
             body,
             received_at,
         })
-    }
-}
-
-impl AttemptError {
-    /// A failure that ends the call (not a transient one).
-    fn into_failed(self) -> Failed {
-        match self {
-            AttemptError::Transient { error, .. } | AttemptError::Permanent(error) => error.into(),
-            AttemptError::Unusable {
-                error,
-                refresh_token,
-            } => Failed {
-                error,
-                rotated: Some(refresh_token),
-            },
-        }
-    }
-
-    /// The `outcome` label of an attempt that ended in `result`.
-    fn outcome<T>(result: &Result<T, AttemptError>) -> &'static str {
-        match result {
-            Ok(_) => "ok",
-            Err(AttemptError::Transient { .. }) => "transient",
-            Err(_) => "error",
-        }
-    }
-
-    fn redacted(self, secrets: &[&str]) -> Self {
-        match self {
-            AttemptError::Transient { error, retry_after } => AttemptError::Transient {
-                error: error.redacted(secrets),
-                retry_after,
-            },
-            AttemptError::Permanent(error) => AttemptError::Permanent(error.redacted(secrets)),
-            AttemptError::Unusable {
-                error,
-                refresh_token,
-            } => AttemptError::Unusable {
-                error: error.redacted(secrets),
-                refresh_token,
-            },
-        }
-    }
-}
-
-/// The `call` label of a token endpoint request's span and metrics.
-fn call_label(call: Call<'_>) -> &'static str {
-    match call {
-        Call::Token {
-            grant: Grant::ClientCredentials,
-            ..
-        } => "client_credentials",
-        Call::Token {
-            grant: Grant::JwtBearer,
-            ..
-        } => "jwt_bearer",
-        Call::Token { .. } => "refresh_token",
-        Call::Revoke { .. } => "revoke",
-    }
-}
-
-fn transient_transport(error: reqwest::Error) -> AttemptError {
-    AttemptError::Transient {
-        error: Error::Transport(Arc::new(error.without_url())),
-        retry_after: None,
     }
 }

@@ -6,10 +6,12 @@
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
+use super::write::file_bytes;
 use super::*;
 use crate::endpoint::response::proptests::check_round_trip;
 use crate::endpoint::response::proptests::strategies::*;
 use crate::manager::DEFAULT_MAX_RESPONSE_BYTES;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 fn private_dir() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -1,5 +1,6 @@
 //! The file store alone: permissions, refusals, the lock.
 use super::*;
+use std::io::Write as _;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

@@ -27,17 +27,7 @@ impl TokenManagerBuilder {
             .as_deref()
             .map(|url| parse_secure_url("revocation URL", url))
             .transpose()?;
-        if self.grant == GrantKind::ClientCredentials
-            && self.client_secret.is_none()
-            && self.keys.signer.is_none()
-        {
-            return Err(Error::Config(
-                "the client credentials grant needs a client_secret or a client_signer".into(),
-            ));
-        }
-        if let Some(grant) = &self.keys.jwt_bearer {
-            grant.check()?;
-        }
+        self.check_grant()?;
         let credentials = ClientCredentials::resolve(ClientSettings {
             id: self.client_id,
             secret: self.client_secret,
@@ -88,6 +78,24 @@ impl TokenManagerBuilder {
             rejected_token_min_age: self.rejected_token_min_age,
             budgets,
         })))
+    }
+}
+
+impl TokenManagerBuilder {
+    /// A grant without a refresh token needs a way to ask for one.
+    fn check_grant(&self) -> Result<(), Error> {
+        if self.grant == GrantKind::ClientCredentials
+            && self.client_secret.is_none()
+            && self.keys.signer.is_none()
+        {
+            return Err(Error::Config(
+                "the client credentials grant needs a client_secret or a client_signer".into(),
+            ));
+        }
+        if let Some(grant) = &self.keys.jwt_bearer {
+            grant.check()?;
+        }
+        Ok(())
     }
 }
 

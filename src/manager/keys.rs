@@ -3,11 +3,29 @@
 
 use std::sync::Arc;
 
-use super::GrantKind;
 use super::builder::TokenManagerBuilder;
 use crate::endpoint::assertion::{AssertionAudience, JwtBearerGrant};
 use crate::jose::Signer;
 use crate::token::BoundKey;
+
+/// How the manager gets a new token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GrantKind {
+    /// Spend the refresh token (RFC 6749 §6).
+    RefreshToken,
+    /// Ask for a new token for the client itself (RFC 6749 §4.4).
+    ClientCredentials,
+    /// Exchange a newly signed assertion (RFC 7523 §2.1).
+    JwtBearer,
+}
+
+impl GrantKind {
+    /// Whether a new token needs no refresh token: the client (or its key)
+    /// can always ask for one.
+    pub(super) fn needs_no_refresh_token(self) -> bool {
+        matches!(self, GrantKind::ClientCredentials | GrantKind::JwtBearer)
+    }
+}
 
 /// What the builder holds for signed assertions.
 #[derive(Default)]

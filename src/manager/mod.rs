@@ -16,6 +16,7 @@ mod discover;
 mod events;
 mod flight;
 mod keys;
+use keys::GrantKind;
 mod persist;
 mod refresh;
 mod revoke;
@@ -50,25 +51,6 @@ use persist::StoreOps;
 
 pub use background::RefreshMode;
 pub use events::SessionEnd;
-
-/// How the manager gets a new token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GrantKind {
-    /// Spend the refresh token (RFC 6749 §6).
-    RefreshToken,
-    /// Ask for a new token for the client itself (RFC 6749 §4.4).
-    ClientCredentials,
-    /// Exchange a newly signed assertion (RFC 7523 §2.1).
-    JwtBearer,
-}
-
-impl GrantKind {
-    /// Whether a new token needs no refresh token: the client (or its key)
-    /// can always ask for one.
-    fn needs_no_refresh_token(self) -> bool {
-        matches!(self, GrantKind::ClientCredentials | GrantKind::JwtBearer)
-    }
-}
 
 /// Keeps one OAuth 2.0 token set fresh and shares it between tasks.
 ///
