@@ -55,6 +55,8 @@ mod fleet;
 mod phase;
 mod proxy;
 mod redis;
+#[path = "../common/redis.rs"]
+mod redis_server;
 mod report;
 mod worker;
 
@@ -71,7 +73,7 @@ fn main() -> ExitCode {
     let mut trials = Trials::from_args("chaos");
     harness::show_notes(trials.nocapture());
     let runs = trials.would_run(TEST);
-    let missing = redis::missing().or_else(|| harness::missing(runs));
+    let missing = redis_server::redis_server_missing().or_else(|| harness::missing(runs));
     trials.add(TEST, missing.as_deref(), || {
         multi_thread(2).block_on(phase::soak())
     });

@@ -8,25 +8,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Why `redis-server` cannot be started here, if it cannot.
-pub fn missing() -> Option<String> {
-    match Command::new("redis-server")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "`redis-server --version` exited with {}",
-            out.status
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Some("redis-server not found on PATH".to_owned())
-        }
-        Err(e) => Some(format!("cannot run redis-server: {e}")),
-    }
-}
-
 pub struct Redis {
     pub addr: SocketAddr,
     dir: PathBuf,
