@@ -11,7 +11,7 @@ use reqwest_middleware::{Middleware, Next};
 
 use crate::auth_flow::{AfterResponse, AuthFlow, OriginPolicy};
 use crate::challenge;
-use crate::dpop::ResourceProof;
+use crate::dpop::{ResourceProof, nonce_of};
 use crate::error::Error;
 use crate::manager::Applied;
 use crate::manager::TokenManager;
@@ -225,11 +225,11 @@ async fn send(
 }
 
 /// Sends `request` with a new DPoP proof, learning the API's nonce from the
-/// answer; when the API asks for a new nonce (a 401 whose `DPoP` challenge
-/// says `use_dpop_nonce`, RFC 9449 §9, with a `DPoP-Nonce` we did not send),
-/// once more at once with a new proof. That retry is not the 401 replay and
-/// refreshes nothing. A 401 from another origin (a redirect target) earns
-/// no retry: its nonce is not the API's.
+/// answer; when the API asks for a nonce (a 401 whose `DPoP` challenge says
+/// `use_dpop_nonce`, RFC 9449 §9, with a `DPoP-Nonce`), once more at once
+/// with a new proof. That retry is not the 401 replay and refreshes
+/// nothing. A 401 from another origin (a redirect target) earns no retry:
+/// its nonce is not the API's.
 async fn send_with_proof(
     mut request: Request,
     dpop: &ResourceProof,
@@ -244,8 +244,12 @@ async fn send_with_proof(
             .await
             .map_err(middleware_error)?;
         let response = next.clone().run(request, extensions).await?;
-        let new_nonce = dpop.note_nonce(response.url(), response.headers());
-        let retry = new_nonce
+        dpop.note_nonce(response.url(), response.headers());
+        // Not "a nonce new to the cache": in a herd, a peer's answer has
+        // usually taught the cache this nonce already, although this
+        // request's proof went without it. One retry per request bounds a
+        // server that keeps asking.
+        let retry = nonce_of(response.headers()).is_some()
             && response.status() == StatusCode::UNAUTHORIZED
             && response.url().origin() == url.origin()
             && challenge::asks_for_dpop_nonce(response.headers());
