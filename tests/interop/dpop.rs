@@ -176,7 +176,7 @@ pub async fn dpop_herd_refreshes_once_per_rotation_with_nonces_at_both_ends(inte
     let seed = dpop_stats(&interop, &jkt).await;
     // The server's thumbprint of the proof key is the crate's.
     assert_eq!(seed.issued("authorization_code"), 1, "{seed:?}");
-    assert_eq!(seed.accounts, [login.clone()], "{seed:?}");
+    assert_eq!(seed.accounts, std::slice::from_ref(&login), "{seed:?}");
     let refreshes = Arc::new(AtomicUsize::new(0));
     let manager = interop
         .manager(DPOP, bound.tokens.clone(), refreshes.clone())

@@ -30,7 +30,7 @@ const MILLIS_ENV: &str = "DPOP_WORKER_MILLIS";
 /// rounds (a steady load, not a wait for anything), and how long.
 const PROCESSES: usize = 4;
 const CONCURRENCY: usize = 4;
-const ROUND_PAUSE: Duration = Duration::from_millis(50);
+const ROUND_PAUSE: Duration = Duration::from_millis(100);
 const RUN: Duration = Duration::from_secs(7);
 /// Access tokens live this long (a `-ttlN` login); the managers refresh
 /// `LEEWAY` before expiry.
