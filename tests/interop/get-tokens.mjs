@@ -246,7 +246,13 @@ function dpopKey() {
   let privateJwk = JSON.parse(process.env.DPOP_KEY_JWK || 'null');
   if (!privateJwk && !('dpop' in flags)) return undefined;
   if (!privateJwk) {
-    privateJwk = { ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }), alg: 'ES256' };
+    // As keys.mjs's newKeyPair: PEM out of the job, a key object of its own
+    // for the JWK export (Node 20 can deadlock exporting the job's own key
+    // during a garbage collection).
+    const { privateKey: pem } = generateKeyPairSync('ec', {
+      namedCurve: 'P-256', privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' },
+    });
+    privateJwk = { ...createPrivateKey(pem).export({ format: 'jwk' }), alg: 'ES256' };
   }
   if (privateJwk.kty !== 'EC' || privateJwk.crv !== 'P-256') fail('DPOP_KEY_JWK must be a P-256 key (ES256)');
   const key = createPrivateKey({ key: privateJwk, format: 'jwk' });
