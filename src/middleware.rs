@@ -6,12 +6,11 @@ use std::fmt;
 
 use async_trait::async_trait;
 use http::Extensions;
-use reqwest::{Request, Response, StatusCode};
+use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 use tracing::Instrument as _;
 
 use crate::auth_flow::{AfterResponse, AuthFlow, OriginPolicy};
-use crate::challenge;
 use crate::dpop::ResourceProof;
 use crate::error::Error;
 use crate::manager::Applied;
@@ -228,11 +227,12 @@ async fn send(
 }
 
 /// Sends `request` with a new DPoP proof, learning the API's nonce from the
-/// answer; when the API asks for a new nonce (a 401 whose `DPoP` challenge
-/// says `use_dpop_nonce`, RFC 9449 §9, with a `DPoP-Nonce` we did not send),
-/// once more at once with a new proof. That retry is not the 401 replay and
-/// refreshes nothing. A 401 from another origin (a redirect target) earns
-/// no retry: its nonce is not the API's.
+/// answer; when the API asks for a nonce (a 401 whose `DPoP` challenge says
+/// `use_dpop_nonce`, RFC 9449 §9, with a `DPoP-Nonce` other than the one
+/// this proof carried), once more at once
+/// with a new proof. That retry is not the 401 replay and refreshes
+/// nothing. A 401 from another origin (a redirect target) earns no retry:
+/// its nonce is not the API's.
 async fn send_with_proof(
     mut request: Request,
     dpop: &ResourceProof,
@@ -243,15 +243,20 @@ async fn send_with_proof(
     let mut again = request.try_clone();
     let (method, url) = (request.method().clone(), request.url().clone());
     loop {
-        dpop.attach(&method, &url, request.headers_mut())
+        let sent = dpop
+            .attach(&method, &url, request.headers_mut())
             .await
             .map_err(middleware_error)?;
         let response = next.clone().run(request, extensions).await?;
-        let new_nonce = dpop.note_nonce(response.url(), response.headers());
-        let retry = new_nonce
-            && response.status() == StatusCode::UNAUTHORIZED
-            && response.url().origin() == url.origin()
-            && challenge::asks_for_dpop_nonce(response.headers());
+        let (status, answered_by) = (response.status(), response.url());
+        let retry = dpop.wants_new_nonce(
+            &url,
+            sent.as_deref(),
+            status,
+            answered_by,
+            response.headers(),
+        );
+        // One retry per request bounds a server that keeps asking.
         match (retry, again.take()) {
             (true, Some(copy)) => {
                 telemetry::dpop_nonce_retry("api");

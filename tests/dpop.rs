@@ -421,3 +421,54 @@ async fn a_dpop_token_is_never_written_without_a_proof() {
     assert!(!manager.insert_authorization(&mut headers));
     assert!(headers.is_empty());
 }
+
+/// The API's nonce as a responder: a proof without `n-1` gets the
+/// `use_dpop_nonce` challenge and the nonce.
+struct NonceApi;
+
+impl wiremock::Respond for NonceApi {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let proof = Jwt::parse(request.headers["dpop"].to_str().unwrap());
+        if proof.claims["nonce"] == "n-1" {
+            ResponseTemplate::new(200)
+        } else {
+            ResponseTemplate::new(401)
+                .insert_header("WWW-Authenticate", r#"DPoP error="use_dpop_nonce""#)
+                .insert_header("DPoP-Nonce", "n-1")
+        }
+    }
+}
+
+/// A herd that starts without the API's nonce: every request is challenged
+/// (the first answers teach the cache the nonce before the others come
+/// back), and every one is sent once more with it, whatever the cache
+/// already knew.
+#[tokio::test]
+async fn a_herd_without_the_apis_nonce_retries_every_request_once() {
+    let server = MockServer::start().await;
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(NonceApi)
+        .mount(&api)
+        .await;
+    let key = DpopKey::generate().unwrap();
+    let seed = TokenSet::from_token_response_json(&dpop_tokens("at-1", Some("rt-1"), 3600))
+        .unwrap()
+        .with_dpop_key(&key);
+    let manager = builder(&server).initial_tokens(seed).build().unwrap();
+    let http = client(&manager, &api);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
+    let herd = (0..50).map(|_| {
+        let (http, barrier, url) = (http.clone(), barrier.clone(), api.uri());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            http.get(url).send().await.unwrap().status()
+        })
+    });
+    for status in futures_util::future::join_all(herd).await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let seen = api.received_requests().await.unwrap().len();
+    assert!((50..=100).contains(&seen), "at most one retry each: {seen}");
+    assert!(posts(&server).await.is_empty(), "no refresh");
+}

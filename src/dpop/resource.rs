@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use http::Method;
+use http::{Method, StatusCode};
 use reqwest::header::{HeaderMap, HeaderValue};
 use url::Url;
 
 use super::{DPOP, NonceCache, ProofFor, Prover, nonce_of, origin};
+use crate::challenge;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::token::TokenSet;
@@ -69,13 +70,14 @@ impl ResourceProof {
         })))
     }
 
-    /// Puts a new proof for `method` `url` into `headers`.
+    /// Puts a new proof for `method` `url` into `headers`; the nonce it
+    /// carries, if any.
     pub(crate) async fn attach(
         &self,
         method: &Method,
         url: &Url,
         headers: &mut HeaderMap,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Arc<str>>, Error> {
         let nonce = self.nonces.get(&origin(url));
         let what = ProofFor {
             method: method.as_str(),
@@ -85,19 +87,38 @@ impl ResourceProof {
         };
         let proof = self.prover.proof(what, self.clock.now()).await?;
         headers.insert(DPOP, proof);
-        Ok(())
+        Ok(nonce)
     }
 
-    /// Learns the nonce of a response from `answered_by`; whether it was a
-    /// new one.
-    pub(crate) fn note_nonce(&self, answered_by: &Url, headers: &HeaderMap) -> bool {
+    /// Learns the nonce of an answer from `answered_by`.
+    pub(crate) fn note_nonce(&self, answered_by: &Url, headers: &HeaderMap) {
+        if let Some(nonce) = nonce_of(headers) {
+            self.nonces.note(&origin(answered_by), nonce);
+        }
+    }
+
+    /// Learns the nonce of an answer from `answered_by`, and says whether
+    /// the answer asks for a proof with a nonce other than the one `sent`
+    /// (RFC 9449 §9: a 401 whose `DPoP` challenge says `use_dpop_nonce`,
+    /// from the origin the request went to, with a `DPoP-Nonce`). Compared
+    /// with what this request sent, not with the cache: in a herd, a
+    /// peer's answer has usually taught the cache the nonce already.
+    pub(crate) fn wants_new_nonce(
+        &self,
+        sent_to: &Url,
+        sent: Option<&str>,
+        status: StatusCode,
+        answered_by: &Url,
+        headers: &HeaderMap,
+    ) -> bool {
+        self.note_nonce(answered_by, headers);
         let Some(nonce) = nonce_of(headers) else {
             return false;
         };
-        let origin = origin(answered_by);
-        let before = self.nonces.get(&origin);
-        self.nonces.note(&origin, nonce);
-        self.nonces.get(&origin) != before
+        status == StatusCode::UNAUTHORIZED
+            && answered_by.origin() == sent_to.origin()
+            && sent != Some(nonce)
+            && challenge::asks_for_dpop_nonce(headers)
     }
 }
 

@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, Uri};
 use tower_service::Service;
 use url::Url;
 
 use super::future::{Sent, recover};
 use super::{Replayable, Shared, attach};
 use crate::auth_flow::AfterResponse;
-use crate::challenge;
 use crate::dpop::ResourceProof;
 use crate::error::{BoxError, Error};
 use crate::manager::Lease;
@@ -35,18 +34,19 @@ pub(super) fn proof_url(shared: &Shared, uri: &Uri) -> Result<Url, Error> {
     Url::parse(&text).map_err(|e| Error::Config(format!("a DPoP request's URI: {e}")))
 }
 
-/// Puts the token and a new proof on `request`.
+/// Puts the token and a new proof on `request`; the nonce the proof
+/// carries, if any.
 pub(super) async fn attach_with_proof<B>(
     shared: &Shared,
     dpop: &ResourceProof,
     lease: Lease,
     request: &mut Request<B>,
-) -> Result<crate::manager::Applied, Error> {
+) -> Result<(crate::manager::Applied, Option<Arc<str>>), Error> {
     let url = proof_url(shared, request.uri())?;
     let method = request.method().clone();
     let applied = attach(lease, request);
-    dpop.attach(&method, &url, request.headers_mut()).await?;
-    Ok(applied)
+    let nonce = dpop.attach(&method, &url, request.headers_mut()).await?;
+    Ok((applied, nonce))
 }
 
 /// Sends a call whose token is a DPoP token: the replay copy first (without
@@ -75,14 +75,17 @@ where
     });
     let nonce_retry = replay.copy(&mut request);
     let url = proof_url(&shared, request.uri())?;
-    let applied = attach_with_proof(&shared, &dpop, lease.clone(), &mut request).await?;
+    let (applied, sent) = attach_with_proof(&shared, &dpop, lease.clone(), &mut request).await?;
     let mut response = inner.call(request).await.map_err(Into::into)?;
-    let new_nonce = dpop.note_nonce(&url, response.headers());
-    if new_nonce
-        && response.status() == StatusCode::UNAUTHORIZED
-        && challenge::asks_for_dpop_nonce(response.headers())
-        && let Some(mut copy) = nonce_retry
-    {
+    // A tower service follows no redirects: the answer is from `url`.
+    let retry = dpop.wants_new_nonce(
+        &url,
+        sent.as_deref(),
+        response.status(),
+        &url,
+        response.headers(),
+    );
+    if retry && let Some(mut copy) = nonce_retry {
         drop(response);
         crate::telemetry::dpop_nonce_retry("api");
         attach_with_proof(&shared, &dpop, lease, &mut copy).await?;

@@ -197,7 +197,11 @@ where
     let (mut inner, mut copy) = *replay;
     let sent = match lease.dpop().cloned() {
         None => attach(lease, &mut copy),
-        Some(dpop) => dpop::attach_with_proof(&shared, &dpop, lease, &mut copy).await?,
+        Some(dpop) => {
+            dpop::attach_with_proof(&shared, &dpop, lease, &mut copy)
+                .await?
+                .0
+        }
     };
     std::future::poll_fn(|cx| inner.poll_ready(cx))
         .await

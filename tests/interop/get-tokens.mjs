@@ -9,12 +9,20 @@
 // private_key_jwt (the private JWK, with its alg and kid, in the environment
 // variable CLIENT_KEY_JWK), or none (default without a secret; pass "" as
 // CLIENT_SECRET to give a method without a secret). Prints the token endpoint's JSON response on stdout.
+//
+// DPoP (RFC 9449): with --dpop, or a private JWK in DPOP_KEY_JWK, the
+// authorization request carries `dpop_jkt` and the code exchange a DPoP
+// proof (ES256 for a new key), sent once more with the server's nonce when
+// it answers `use_dpop_nonce`; the printed JSON then also has
+// `dpop_private_jwk`, the key the tokens are bound to (a test key).
 // Needs only Node >= 20 (global fetch); no packages.
 //
 // Environment: REDIRECT_URI (default http://127.0.0.1/callback; it is never
 // contacted: the code is read from the Location header).
 
-import { createHash, createPrivateKey, randomBytes, sign } from 'node:crypto';
+import {
+  createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign,
+} from 'node:crypto';
 
 const OVERALL_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -126,7 +134,9 @@ async function main() {
   const state = base64url(randomBytes(16));
 
   const authUrl = new URL(authEndpoint);
+  const dpop = dpopKey();
   authUrl.search = new URLSearchParams({
+    ...(dpop ? { dpop_jkt: dpop.jkt } : {}),
     client_id: clientId,
     response_type: 'code',
     scope: 'openid offline_access',
@@ -207,14 +217,63 @@ async function main() {
     default:
       fail(`unsupported auth method ${authMethod}`);
   }
-  const response = await request(tokenEndpoint, { method: 'POST', headers, body: body.toString() });
-  const text = await response.text();
+  let response;
+  let text;
+  let nonce;
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    if (dpop) headers.dpop = dpopProof(dpop, 'POST', tokenEndpoint, nonce);
+    response = await request(tokenEndpoint, { method: 'POST', headers, body: body.toString() });
+    text = await response.text();
+    nonce = response.headers.get('dpop-nonce');
+    const retry = dpop && attempt === 0 && response.status === 400 && nonce
+      && JSON.parse(text).error === 'use_dpop_nonce';
+    if (!retry) break;
+  }
   if (response.status !== 200) fail(`token endpoint answered ${response.status}: ${text}`);
   const tokens = JSON.parse(text);
+  if (dpop) {
+    if (tokens.token_type !== 'DPoP') fail(`token_type ${tokens.token_type}, want DPoP`);
+    tokens.dpop_private_jwk = dpop.privateJwk;
+  }
   if (!tokens.access_token || !tokens.refresh_token) {
     fail(`token response lacks access_token or refresh_token: ${Object.keys(tokens).join(', ')}`);
   }
   process.stdout.write(`${JSON.stringify(tokens)}\n`);
+}
+
+/** The DPoP key: DPOP_KEY_JWK, a new ES256 key with --dpop, else none. */
+function dpopKey() {
+  let privateJwk = JSON.parse(process.env.DPOP_KEY_JWK || 'null');
+  if (!privateJwk && !('dpop' in flags)) return undefined;
+  if (!privateJwk) {
+    // As keys.mjs's newKeyPair: PEM out of the job, a key object of its own
+    // for the JWK export (Node 20 can deadlock exporting the job's own key
+    // during a garbage collection).
+    const { privateKey: pem } = generateKeyPairSync('ec', {
+      namedCurve: 'P-256', privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' },
+    });
+    privateJwk = { ...createPrivateKey(pem).export({ format: 'jwk' }), alg: 'ES256' };
+  }
+  if (privateJwk.kty !== 'EC' || privateJwk.crv !== 'P-256') fail('DPOP_KEY_JWK must be a P-256 key (ES256)');
+  const key = createPrivateKey({ key: privateJwk, format: 'jwk' });
+  const { kty, crv, x, y } = createPublicKey(key).export({ format: 'jwk' });
+  const publicJwk = { kty, crv, x, y };
+  // RFC 7638: the required members, in lexicographic order, no spaces.
+  const jkt = base64url(createHash('sha256').update(JSON.stringify({ crv, kty, x, y })).digest());
+  return { key, publicJwk, privateJwk, jkt };
+}
+
+/** An RFC 9449 proof for `method` `url` (without its query), ES256. */
+function dpopProof({ key, publicJwk }, method, url, nonce) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const htu = new URL(url);
+  htu.search = '';
+  htu.hash = '';
+  const input = `${encode({ typ: 'dpop+jwt', alg: 'ES256', jwk: publicJwk })}.${encode({
+    jti: base64url(randomBytes(16)), htm: method, htu: htu.href, iat: Math.floor(Date.now() / 1000),
+    ...(nonce ? { nonce } : {}),
+  })}`;
+  return `${input}.${base64url(sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }))}`;
 }
 
 /** An RFC 7523 client assertion signed with CLIENT_KEY_JWK. */

@@ -4,7 +4,9 @@
 // files. The keys are made at start-up; the test fetches the private halves
 // from GET /test/keys (a test fixture: never do this in a deployment).
 
-import { generateKeyPairSync, randomBytes, verify } from 'node:crypto';
+import {
+  createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, verify,
+} from 'node:crypto';
 
 import { errors } from 'oidc-provider';
 
@@ -14,10 +16,26 @@ const SERVICE_ACCOUNT = 'robot@interop.example';
 const GOOGLE_EMAIL = 'robot@interop-demo.iam.gserviceaccount.com';
 const GOOGLE_KID = randomBytes(8).toString('hex');
 
+/**
+ * A new key pair as KeyObjects of their own. Node 20 can deadlock when a
+ * garbage collection destroys generateKeyPairSync's job while a JWK export
+ * of the key it made holds that key's lock (seen here: server.mjs hung at
+ * start-up in ExportJWKRsaKey -> GC -> ~KeyGenJob -> mutex). So the job
+ * hands over PEM, and the exported keys are new objects parsed from it.
+ */
+export function newKeyPair(alg) {
+  const encoding = {
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  };
+  const pems = alg === 'ES256'
+    ? generateKeyPairSync('ec', { namedCurve: 'P-256', ...encoding })
+    : generateKeyPairSync('rsa', { modulusLength: 2048, ...encoding });
+  return { privateKey: createPrivateKey(pems.privateKey), publicKey: createPublicKey(pems.publicKey) };
+}
+
 function keyPair(alg, kid) {
-  const { privateKey, publicKey } = alg === 'ES256'
-    ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const { privateKey, publicKey } = newKeyPair(alg);
   return {
     alg,
     kid,

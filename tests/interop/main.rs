@@ -31,7 +31,12 @@
 //!   access token, the next refresh is `Error::InvalidGrant`;
 //! - client credentials: lazy first token, exactly one grant per herd (cold
 //!   or after a 401), `scope` and RFC 8707 `resource` reaching the token,
-//!   revocation followed by a new grant.
+//!   revocation followed by a new grant;
+//! - DPoP (RFC 9449), with nonces required at the token endpoint and at a
+//!   resource server that verifies every proof and `cnf.jkt`: a herd under
+//!   nonce rotation refreshes once per rotation, a family resumes from a
+//!   `FileStore` with its key in new processes (the CLI, a worker), and a
+//!   fleet of processes shares one bound family through one token file.
 //!
 //! Each test uses its own account (login), or its own tag (the
 //! `x-interop-test` header) for client-credentials and discovery traffic,
@@ -51,6 +56,8 @@ mod process;
 
 mod client_credentials;
 mod discovery;
+mod dpop;
+mod dpop_fleet;
 mod fixture;
 mod harness;
 mod keys;
@@ -74,6 +81,10 @@ macro_rules! scenarios {
 }
 
 fn main() -> ExitCode {
+    // A DPoP fleet or restart worker: this binary, run again by a scenario.
+    if let Some(code) = dpop_fleet::worker_main() {
+        return code;
+    }
     let scenarios = scenarios![
         refresh::expired_token_401_refreshes_once_and_replays,
         refresh::proactive_refresh_before_expiry,
@@ -93,6 +104,9 @@ fn main() -> ExitCode {
         keys::private_key_jwt_clients_refresh_under_concurrency_and_revoke,
         keys::jwt_bearer_grant_exchanges_once_per_herd,
         keys::google_service_account_key_file_gets_a_token,
+        dpop::dpop_herd_refreshes_once_per_rotation_with_nonces_at_both_ends,
+        dpop::dpop_family_resumes_after_a_restart_from_the_file_store,
+        dpop_fleet::dpop_fleet_shares_one_family_through_a_file_store,
     ];
     let mut trials = Trials::from_args("interop");
     harness::show_notes(trials.nocapture());

@@ -46,6 +46,8 @@
 //                                or `client:CLIENT_ID` without one
 //   GET  /test/requests?tag=T    every request that carried the header
 //                                `x-interop-test: T`: method, path, status
+//   GET  /api/dpop, GET /test/dpop-stats, POST /test/dpop-rotate: see
+//                                dpop.mjs (DPoP, nonces at both ends)
 //   GET  /test/keys, POST /google/token, GET /api/machine: see keys.mjs
 //                                (private_key_jwt clients, the JWT-bearer
 //                                grant, a Google-shaped token endpoint)
@@ -60,6 +62,7 @@ import { createServer } from 'node:http';
 
 import Provider, { errors } from 'oidc-provider';
 
+import { dpopClients, dpopFeature, dpopRoutes, instrumentDpop } from './dpop.mjs';
 import { keyClients, keyRoutes, registerJwtBearer } from './keys.mjs';
 
 const REDIRECT_URI = 'http://127.0.0.1/callback';
@@ -154,6 +157,7 @@ function configuration({ clients, clientAuthMethods }) {
       devInteractions: { enabled: true },
       revocation: { enabled: true },
       clientCredentials: { enabled: true },
+      dPoP: dpopFeature,
       // On by default in oidc-provider 9, but every resource indicator is
       // rejected until getResourceServerInfo says otherwise. Without a
       // `resource`, a client-credentials token is still issued (opaque, no
@@ -365,9 +369,10 @@ server.listen(port, '127.0.0.1', () => {
   const postOnlyIssuer = `${issuer}${POST_ONLY_PATH}`;
   const provider = new Provider(
     issuer,
-    configuration({ clients: [basicClient, postClient, publicClient, ccClient, ...keyClients] }),
+    configuration({ clients: [basicClient, postClient, publicClient, ccClient, ...keyClients, ...dpopClients] }),
   );
   registerJwtBearer(provider, `${issuer}/token`);
+  instrumentDpop(provider);
   const postOnly = new Provider(
     postOnlyIssuer,
     configuration({ clients: [postClient], clientAuthMethods: ['client_secret_post'] }),
@@ -382,6 +387,7 @@ server.listen(port, '127.0.0.1', () => {
   // The test-only routes; they run before the main provider's own routes.
   provider.use(async (ctx, next) => {
     if (await keyRoutes(ctx, provider, issuer)) return;
+    if (await dpopRoutes(ctx, provider, issuer)) return;
     if (ctx.path === '/api/me') {
       if (ctx.method !== 'GET') {
         ctx.status = 405;
