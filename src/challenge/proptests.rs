@@ -180,6 +180,14 @@ proptest! {
     fn www_authenticate_of_any_text(text in prop_oneof![any::<String>(), grammar_soup(), "[ -~]{0,64}"]) {
         let started = Instant::now();
         let parsed = parse_challenges(&text);
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            let mut headers = HeaderMap::new();
+            headers.insert(WWW_AUTHENTICATE, value);
+            // The DPoP nonce question reads the same challenges.
+            let asks = asks_for_dpop_nonce(&headers);
+            prop_assert_eq!(asks, parsed.iter().any(|c| c.scheme.eq_ignore_ascii_case("dpop")
+                && c.error.as_deref() == Some("use_dpop_nonce")));
+        }
         prop_assert!(started.elapsed() < Duration::from_secs(1));
         // Each scheme is a run of token characters of its own.
         let runs = text.split(|c| !is_tchar(c)).filter(|w| !w.is_empty()).count();
