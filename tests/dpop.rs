@@ -10,7 +10,7 @@ mod jwt;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use common::{TestClock, builder, client, token_url};
+use common::{TestClock, builder, client, token_endpoint_issues, token_url};
 use jwt::Jwt;
 use reqwest_oauth2_refresh::Clock;
 use reqwest_oauth2_refresh::{DpopKey, Error, MemoryStore, PublicJwk, TokenSet, TokenStore};
@@ -79,16 +79,7 @@ fn bound_seed(key: &DpopKey) -> TokenSet {
 #[tokio::test]
 async fn a_bound_refresh_sends_a_proof_and_keeps_the_key() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(dpop_tokens(
-            "at-2",
-            Some("rt-2"),
-            3600,
-        )))
-        .expect(1)
-        .mount(&server)
-        .await;
+    token_endpoint_issues(&server, dpop_tokens("at-2", Some("rt-2"), 3600), 1).await;
     let clock = TestClock::new();
     let key = DpopKey::generate().unwrap();
     let manager = builder(&server)
@@ -134,12 +125,7 @@ async fn the_token_endpoints_nonce_is_used_at_once_and_remembered() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(dpop_tokens("cc", None, 3600)))
-        .expect(2)
-        .mount(&server)
-        .await;
+    token_endpoint_issues(&server, dpop_tokens("cc", None, 3600), 2).await;
     let key = DpopKey::generate().unwrap();
     let manager = builder(&server)
         .client_secret("s")
@@ -262,16 +248,7 @@ async fn api_requests_carry_a_proof_with_ath_and_the_apis_nonce() {
 async fn a_rejected_dpop_token_is_refreshed_and_the_replay_has_a_new_proof() {
     let server = MockServer::start().await;
     let api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(dpop_tokens(
-            "at-2",
-            Some("rt-2"),
-            3600,
-        )))
-        .expect(1)
-        .mount(&server)
-        .await;
+    token_endpoint_issues(&server, dpop_tokens("at-2", Some("rt-2"), 3600), 1).await;
     Mock::given(method("POST"))
         .and(path("/items"))
         .and(header("authorization", "DPoP at-1"))
@@ -313,14 +290,8 @@ async fn a_rejected_dpop_token_is_refreshed_and_the_replay_has_a_new_proof() {
 async fn bearer_access_tokens_with_a_bound_refresh_token_go_without_proofs() {
     let server = MockServer::start().await;
     let api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"access_token": "at-2", "token_type": "Bearer", "expires_in": 3600}),
-        ))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let bearer = json!({"access_token": "at-2", "token_type": "Bearer", "expires_in": 3600});
+    token_endpoint_issues(&server, bearer, 1).await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200))
         .mount(&api)
@@ -347,16 +318,7 @@ async fn bearer_access_tokens_with_a_bound_refresh_token_go_without_proofs() {
 #[tokio::test]
 async fn the_key_is_saved_with_the_tokens_and_a_new_manager_refreshes_with_it() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(dpop_tokens(
-            "at-2",
-            Some("rt-2"),
-            3600,
-        )))
-        .expect(2)
-        .mount(&server)
-        .await;
+    token_endpoint_issues(&server, dpop_tokens("at-2", Some("rt-2"), 3600), 2).await;
     let store = std::sync::Arc::new(MemoryStore::new());
     let key = DpopKey::generate().unwrap();
     let first = builder(&server)
