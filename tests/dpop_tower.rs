@@ -45,6 +45,24 @@ fn proof(headers: &http::HeaderMap) -> Jwt {
     )
 }
 
+type Layered =
+    reqwest_oauth2_refresh::tower::OAuth2Service<Client<HttpConnector, Full<Bytes>>, CloneBody>;
+
+/// hyper-util's client under our layer, with a DPoP-bound `at-1` from `key`,
+/// allowed to send it to `api`.
+fn layered_client(auth: &MockServer, api: &MockServer, key: &DpopKey) -> Layered {
+    let manager = builder(auth)
+        .initial_tokens(dpop_seed(key, "at-1"))
+        .build()
+        .unwrap();
+    OAuth2Layer::builder(manager)
+        .allow_origin(&api.uri())
+        .replay(CloneBody)
+        .build()
+        .unwrap()
+        .layer(Client::builder(TokioExecutor::new()).build_http())
+}
+
 fn get(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::new(Bytes::new())).unwrap()
 }
@@ -69,18 +87,7 @@ async fn the_layer_sends_proofs_and_retries_once_for_the_apis_nonce() {
         .mount(&api)
         .await;
     let key = DpopKey::generate().unwrap();
-    let manager = builder(&auth)
-        .initial_tokens(dpop_seed(&key, "at-1"))
-        .build()
-        .unwrap();
-    let layer = OAuth2Layer::builder(manager)
-        .allow_origin(&api.uri())
-        .replay(CloneBody)
-        .build()
-        .unwrap();
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let mut service = layer.layer(client);
+    let mut service = layered_client(&auth, &api, &key);
     let url = format!("{}/me?x=1", api.uri());
     let response = service
         .ready()
@@ -134,18 +141,7 @@ async fn a_rejected_dpop_token_is_refreshed_and_replayed_with_a_new_proof() {
         .mount(&api)
         .await;
     let key = DpopKey::generate().unwrap();
-    let manager = builder(&auth)
-        .initial_tokens(dpop_seed(&key, "at-1"))
-        .build()
-        .unwrap();
-    let layer = OAuth2Layer::builder(manager)
-        .allow_origin(&api.uri())
-        .replay(CloneBody)
-        .build()
-        .unwrap();
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let mut service = layer.layer(client);
+    let mut service = layered_client(&auth, &api, &key);
     let response = service
         .ready()
         .await

@@ -2,11 +2,9 @@
 //! every write, that the driver kills (SIGKILL) and starts again on the same
 //! port and directory. The same start as `tests/redis_store.rs`'s.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 pub struct Redis {
     pub addr: SocketAddr,
@@ -67,30 +65,7 @@ impl Redis {
             .expect("redis-server starts");
         let log = child.stdout.take().expect("piped stdout");
         self.child = Some(child);
-        // Its log says when it accepts connections; the thread drains the
-        // log for the server's life (a full pipe would stall it).
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let mut ready = Some(ready_tx);
-            let mut seen = String::new();
-            for line in BufReader::new(log).lines().map_while(Result::ok) {
-                if !line.contains("Ready to accept connections") {
-                    seen.push_str(&line);
-                    seen.push('\n');
-                } else if let Some(tx) = ready.take() {
-                    let _ = tx.send(Ok(()));
-                }
-            }
-            if let Some(tx) = ready {
-                let _ = tx.send(Err(seen));
-            }
-        });
-        match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(log))) => panic!("redis-server exited before it was ready:\n{log}"),
-            Ok(Err(_)) => panic!("the redis-server log reader died"),
-            Err(_) => panic!("redis-server was not ready within 10 s"),
-        }
+        crate::redis_server::wait_until_ready(log).await;
     }
 
     /// SIGKILL and a start on the same port and append-only file.

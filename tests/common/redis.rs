@@ -113,9 +113,9 @@ impl Drop for Server {
 }
 
 /// Reads the log until "Ready to accept connections" (a node) or the
-/// sentinel's id line, within 5 s. The thread drains the log for the
+/// sentinel's id line, within 10 s. The thread drains the log for the
 /// server's life: a full pipe would stall it.
-async fn wait_until_ready(log: std::process::ChildStdout) {
+pub async fn wait_until_ready(log: std::process::ChildStdout) {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut ready = Some(ready_tx);
@@ -134,11 +134,11 @@ async fn wait_until_ready(log: std::process::ChildStdout) {
             let _ = tx.send(Err(seen));
         }
     });
-    match tokio::time::timeout(Duration::from_secs(5), ready_rx).await {
+    match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(log))) => panic!("redis-server exited before it was ready:\n{log}"),
         Ok(Err(_)) => panic!("the redis-server log reader died"),
-        Err(_) => panic!("redis-server was not ready within 5 s"),
+        Err(_) => panic!("redis-server was not ready within 10 s"),
     }
 }
 
