@@ -191,3 +191,55 @@ async fn a_peers_newer_set_inside_the_leeway_is_adopted_not_refreshed_again() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Servers count a token's life in whole seconds, so a set with under a
+/// second left by our clock may be dead at the server: the refresh spends
+/// the peer's newer refresh token instead of adopting its access token.
+#[cfg(feature = "file-store")]
+#[tokio::test]
+async fn a_peers_set_in_its_last_second_is_refreshed_from_not_adopted() {
+    use reqwest_oauth2_refresh::FileStore;
+    let auth = MockServer::start().await;
+    let issued = |access, refresh| {
+        ResponseTemplate::new(200).set_body_json(token_body(access, Some(refresh), Some(10)))
+    };
+    common::token_endpoint_answers_first(&auth, issued("at-2", "rt-2"), 1).await;
+    common::token_endpoint_answers(&auth, issued("at-3", "rt-3"), 1).await;
+    let dir =
+        std::env::temp_dir().join(format!("oauth2-refresh-last-second-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.json");
+    let seed = TokenSet::new("at-1")
+        .with_refresh_token("rt-1")
+        .with_expires_in(Duration::from_secs(10));
+    let peer = builder(&auth)
+        .store(FileStore::new(&file).unwrap())
+        .initial_tokens(seed)
+        .build()
+        .unwrap();
+    peer.load_tokens().await.unwrap();
+    let clock = TestClock::new();
+    let late = builder(&auth)
+        .store(FileStore::new(&file).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    late.load_tokens().await.unwrap();
+    peer.refresh().await.unwrap();
+    // By this process's clock the peer's at-2 has about 0.7 s to live.
+    clock.advance(Duration::from_millis(9300));
+    late.access_token().await.unwrap();
+    common::until_published(&late, "at-3").await;
+    let spent: Vec<_> = auth
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|request| common::form(&request.body))
+        .filter_map(|form| form.into_iter().find(|(name, _)| name == "refresh_token"))
+        .map(|(_, value)| value)
+        .collect();
+    assert_eq!(spent, ["rt-1", "rt-2"], "each refresh token spent once");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -194,10 +194,26 @@ pub(crate) fn refresh_at(
     tokens.expires_at().and_then(|at| at.checked_sub(margin))
 }
 
-/// Whether `tokens`' access token is still valid at `now` (or has no known
-/// expiry): usable, if perhaps due for a refresh.
-pub(crate) fn is_usable(tokens: &TokenSet, now: SystemTime) -> bool {
-    tokens.expires_at().is_none_or(|at| now < at)
+/// The life a set another holder stored must have left to be adopted rather
+/// than refreshed from. Servers count lifetimes in whole seconds (`exp =
+/// floor(now) + ttl`: oidc-provider, and most JWT issuers), so an access
+/// token can die up to a second before the `expires_in` its holder was told;
+/// a set adopted in that second would be rejected on its first use, and a
+/// replay with it would hand the caller a 401.
+const ADOPTION_MARGIN: Duration = Duration::from_secs(1);
+
+/// Whether a set another holder stored is worth adopting at `now`: usable
+/// for longer than [`ADOPTION_MARGIN`] (or half its lifetime, for tokens that
+/// live two seconds or less). Otherwise the caller refreshes from its
+/// refresh token, which is the newest there is.
+pub(crate) fn is_adoptable(tokens: &TokenSet, now: SystemTime) -> bool {
+    let Some(at) = tokens.expires_at() else {
+        return true;
+    };
+    let margin = tokens.expires_in().map_or(ADOPTION_MARGIN, |lifetime| {
+        ADOPTION_MARGIN.min(lifetime / 2)
+    });
+    now.checked_add(margin).is_some_and(|until| until < at)
 }
 
 /// `Bearer <token>`, marked sensitive.
@@ -310,60 +326,4 @@ impl Published {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn published_at(issued: SystemTime, lifetime: u64, jitter: Option<f64>) -> Current {
-        let tokens = TokenSet::new("a")
-            .with_expires_in(Duration::from_secs(lifetime))
-            .with_issued_at(issued);
-        let at = refresh_at(&tokens, Duration::from_secs(60), jitter);
-        Current::new(Generation(1), tokens, at, true, Issued::Unknown, None).unwrap()
-    }
-
-    #[test]
-    fn leeway_is_capped_at_half_the_lifetime() {
-        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let current = published_at(issued, 10, None);
-        assert!(current.is_fresh(issued + Duration::from_millis(4999)));
-        assert!(!current.is_fresh(issued + Duration::from_secs(5)));
-        assert!(!current.is_expired(issued + Duration::from_secs(9)));
-        assert!(current.is_expired(issued + Duration::from_secs(10)));
-
-        let current = published_at(issued, 3600, None);
-        assert!(current.is_fresh(issued + Duration::from_secs(3539)));
-        assert!(!current.is_fresh(issued + Duration::from_secs(3540)));
-    }
-
-    #[test]
-    fn jitter_moves_the_refresh_point_only_within_the_margin() {
-        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        // The extremes of the injected fraction: 60 s and 45 s before expiry.
-        let earliest = published_at(issued, 3600, Some(0.999_999));
-        assert!(earliest.is_fresh(issued + Duration::from_secs(3539)));
-        assert!(!earliest.is_fresh(issued + Duration::from_secs(3541)));
-        let latest = published_at(issued, 3600, Some(0.0));
-        assert!(latest.is_fresh(issued + Duration::from_secs(3554)));
-        assert!(!latest.is_fresh(issued + Duration::from_secs(3555)));
-    }
-
-    #[test]
-    fn token_without_expiry_is_always_fresh() {
-        let tokens = TokenSet::new("a");
-        let current =
-            Current::new(Generation(1), tokens, None, true, Issued::Unknown, None).unwrap();
-        assert!(current.is_fresh(SystemTime::now() + Duration::from_secs(10 * 365 * 86400)));
-    }
-
-    #[test]
-    fn a_huge_lifetime_has_no_refresh_point_and_never_overflows() {
-        let tokens = TokenSet::new("a").with_expires_in(Duration::MAX);
-        assert_eq!(refresh_at(&tokens, Duration::MAX, Some(0.5)), None);
-    }
-
-    #[test]
-    fn generations_saturate() {
-        assert_eq!(Generation(u64::MAX).next(), Generation(u64::MAX));
-        assert_eq!(Generation::NONE.next().get(), 1);
-    }
-}
+mod tests;

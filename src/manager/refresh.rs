@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::current::{Current, is_usable};
+use super::current::{Current, is_adoptable};
 use super::flight::{FlightGuard, Trigger};
 use super::persist::{StoreSession, retry_save};
 use super::{GrantKind, Inner};
@@ -171,17 +171,17 @@ async fn refresh_in(
     session: &mut StoreSession<'_>,
     current: &Current,
 ) -> Result<Outcome, Error> {
-    // A set a peer stored after ours is adopted while its access token is
-    // valid, even inside the leeway: refreshing it again would revoke, at
+    // A set a peer stored after ours is adopted while its access token has
+    // more than a second to live, even inside the leeway: refreshing it again would revoke, at
     // servers that revoke the old access token on rotation, the token the
     // other processes have just adopted. Our own set wins while it is not
     // saved: the stored one holds a refresh token we have spent.
     let base = match session.reread().await? {
         Some(stored) if current.is_persisted() && differs(&stored, current.tokens()) => {
-            if is_usable(&stored, inner.clock.now()) {
+            if is_adoptable(&stored, inner.clock.now()) {
                 return Ok(Outcome::Adopted(stored));
             }
-            // Expired too: refresh with the newer refresh token.
+            // Expired, or about to be: refresh with the newer refresh token.
             stored
         }
         _ => current.tokens().clone(),
@@ -243,7 +243,8 @@ async fn salvage(
 }
 
 /// A set a peer stored after `current`, adopted (announced and published)
-/// if its access token is valid; the token endpoint is not called.
+/// if its access token has more than a second to live; the token endpoint is
+/// not called.
 pub(super) async fn follow_peer(
     inner: &Inner,
     guard: FlightGuard,
@@ -253,7 +254,7 @@ pub(super) async fn follow_peer(
     let stored = session.latest().await;
     session.finish().await;
     let stored = stored.ok().flatten()?;
-    if !differs(&stored, current.tokens()) || !is_usable(&stored, inner.clock.now()) {
+    if !differs(&stored, current.tokens()) || !is_adoptable(&stored, inner.clock.now()) {
         return None;
     }
     tracing::info!("a peer rotated the tokens while the request was in flight; following its set");

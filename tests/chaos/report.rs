@@ -54,18 +54,6 @@ fn expiries(report: &Report) -> u64 {
     report.elapsed.as_millis() as u64 / (ACCESS_TOKEN_SECS * 500) + 1
 }
 
-/// The one outcome besides typed transient errors that a fault may cause,
-/// and that the invariants bound instead of forbidding: the API's 401 handed
-/// back after the replay. oidc-provider counts a token's life in whole
-/// seconds (`exp = floor(now) + ttl`, expired at `exp <= floor(now)`), so a
-/// 2-second token dies up to a second before the `expires_in` the client
-/// got says. The likely path: when faults hold a refresh back, a process
-/// adopts a peer's set that is valid by its clock and already dead at the
-/// server, and the replay with it meets a 401, which the middleware returns
-/// as is (one replay per call). Seen in 2 runs out of 11, a few requests
-/// in a thousand at most. README, "Chaos soak".
-const EXPIRED_EARLY: &str = "status:401";
-
 /// The broken invariants of a phase, each a sentence.
 pub fn violations(report: &Report) -> Vec<String> {
     let mut broken = Vec::new();
@@ -118,18 +106,12 @@ fn server_side(report: &Report, check: &mut impl FnMut(bool, String)) {
 
 /// What the workers and the driver saw.
 fn fleet_side(report: &Report, check: &mut impl FnMut(bool, String)) {
-    let mut other = report.tally.other.clone();
-    let handed_back = other.remove(EXPIRED_EARLY).unwrap_or_default();
+    // A 401 handed back is one of these: the replay after a refresh must
+    // carry a token the API accepts, faults or not.
+    let other = &report.tally.other;
     check(
         other.is_empty(),
         format!("requests that failed without a typed transient error: {other:?}"),
-    );
-    check(
-        handed_back * 100 <= report.tally.requests,
-        format!(
-            "{handed_back} requests got the API's 401 back, more than 1% of {}",
-            report.tally.requests
-        ),
     );
     let settle = report.settle.as_millis() as u64;
     let unexplained: Vec<_> = report
@@ -207,23 +189,8 @@ const ROWS: &[Row] = &[
     ("  typed transient errors", |r| {
         r.tally.transient.values().sum::<u64>().to_string()
     }),
-    ("  the API's 401 handed back", |r| {
-        r.tally
-            .other
-            .get(EXPIRED_EARLY)
-            .copied()
-            .unwrap_or_default()
-            .to_string()
-    }),
-    ("  anything else", |r| {
-        let all = r.tally.other.values().sum::<u64>();
-        (all - r
-            .tally
-            .other
-            .get(EXPIRED_EARLY)
-            .copied()
-            .unwrap_or_default())
-        .to_string()
+    ("  anything else (the API's 401 included)", |r| {
+        r.tally.other.values().sum::<u64>().to_string()
     }),
     ("worst request wait (ms)", |r| {
         r.tally.worst_wait_ms.to_string()
