@@ -164,3 +164,31 @@ async fn a_fifo_in_place_of_the_token_file_is_refused_not_waited_on() {
     assert!(err.to_string().contains("not a regular file"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_killed_saves_temporary_file_goes_with_the_next_save() {
+    let dir = temp_dir("orphans");
+    let store = FileStore::new(dir.join("tokens.json")).unwrap();
+    let planted = |file: &str, age: Duration| {
+        let path = dir.join(file);
+        let handle = private_options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        handle
+            .set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+        path
+    };
+    let hour = Duration::from_secs(3600);
+    let orphan = planted(".tokens.json.4242.7.tmp", hour);
+    let in_flight = planted(".tokens.json.4243.0.tmp", Duration::ZERO);
+    let other_file = planted(".other.json.4242.7.tmp", hour);
+    let not_ours = planted(".tokens.json.backup.tmp", hour);
+    store.save(&TokenSet::new("a")).await.unwrap();
+    assert!(!orphan.exists(), "an hour-old temporary file is an orphan");
+    assert!(in_flight.exists(), "a fresh one may be a live save's");
+    assert!(other_file.exists() && not_ours.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use super::{MAX_FILE_BYTES, io_error, private_options, refused};
 use crate::error::BoxError;
@@ -44,7 +45,59 @@ pub(super) fn write_tokens(path: &Path, tokens: &TokenSet) -> Result<(), BoxErro
         let _ = std::fs::remove_file(&temp);
     }
     written?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    sweep_orphans(dir, &name);
+    Ok(())
+}
+
+/// A temporary file this old was left by a process that died between
+/// creating it and renaming it: a live save renames within milliseconds.
+const ORPHAN_AGE: Duration = Duration::from_secs(60);
+
+/// The most directory entries looked at for orphans, so that a token file
+/// kept in a crowded directory costs its saves little.
+const SWEEP_ENTRIES: usize = 4096;
+
+/// Removes the temporary files of saves whose process was killed before the
+/// rename (`SIGKILL`, a power cut): each holds a copy of a token set, a
+/// secret that should not outlive its purpose. Best effort: a file that
+/// cannot be removed stays for the next save.
+fn sweep_orphans(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.take(SWEEP_ENTRIES).flatten() {
+        let is_orphan = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|file| is_temp_of(file, name))
+            && entry.metadata().is_ok_and(|meta| {
+                meta.is_file()
+                    && meta
+                        .modified()
+                        .ok()
+                        .and_then(|at| now.duration_since(at).ok())
+                        .is_some_and(|age| age >= ORPHAN_AGE)
+            });
+        if is_orphan && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::debug!(file = %entry.path().display(), "removed a temporary token file left by a killed save");
+        }
+    }
+}
+
+/// Whether `file` is a name `write_tokens` gives the temporary files of
+/// `name`: `.<name>.<pid>.<counter>.tmp`.
+fn is_temp_of(file: &str, name: &str) -> bool {
+    let middle = file
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(".tmp"));
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    middle
+        .and_then(|middle| middle.split_once('.'))
+        .is_some_and(|(pid, counter)| digits(pid) && digits(counter))
 }
 
 /// Pretty for the people who read it, compact when the indentation would
