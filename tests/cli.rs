@@ -1705,7 +1705,7 @@ async fn key_options_that_cannot_work_are_refused_before_any_request() {
         (
             vec!["--private-key", key, "--key-alg", "RS256"],
             6,
-            "a Ec key cannot sign RS256",
+            "an EC P-256 key cannot sign RS256",
         ),
         (
             vec!["--private-key", not_a_key.to_str().unwrap()],

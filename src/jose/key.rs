@@ -74,7 +74,10 @@ impl SigningKey {
             (KeyType::Rsa, None) => Algorithm::Rs256,
             (KeyType::Rsa, Some(alg)) if alg.is_rsa() => alg,
             (kind, Some(alg)) => {
-                return Err(Error::Config(format!("a {kind:?} key cannot sign {alg}")));
+                return Err(Error::Config(format!(
+                    "{} cannot sign {alg}",
+                    kind.described()
+                )));
             }
         };
         Ok(Self {
@@ -154,7 +157,8 @@ impl SigningKey {
         };
         if !compatible {
             return Err(Error::Config(format!(
-                "a {kind:?} key cannot sign {algorithm}"
+                "{} cannot sign {algorithm}",
+                kind.described()
             )));
         }
         Ok(Self { algorithm, ..self })

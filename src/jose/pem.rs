@@ -65,6 +65,17 @@ pub(crate) enum KeyType {
     Rsa,
 }
 
+impl KeyType {
+    /// The key's kind in a sentence: "an EC P-256 key".
+    pub(crate) fn described(self) -> &'static str {
+        match self {
+            KeyType::Ec => "an EC P-256 key",
+            KeyType::Ed25519 => "an Ed25519 key",
+            KeyType::Rsa => "an RSA key",
+        }
+    }
+}
+
 /// Finds the algorithm OID near the start of a PKCS#8 document (it follows
 /// the version, within the first few dozen bytes).
 pub(crate) fn pkcs8_key_type(der: &[u8]) -> Option<KeyType> {

@@ -88,6 +88,11 @@ impl TokenManagerBuilder {
     /// Called with every new token set (after a refresh, or
     /// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens)), after it is saved to the store and
     /// before any request uses it. Keep it quick: refreshes wait for it.
+    ///
+    /// A set adopted from the store (another process sharing it refreshed
+    /// first) is new to this manager, so the hook sees it too: each process
+    /// sees the sets it adopts as well as those it got itself. The set loaded
+    /// at start is not announced.
     pub fn on_refresh(mut self, hook: impl Fn(&TokenSet) + Send + Sync + 'static) -> Self {
         self.events.on_refresh = Some(Arc::new(hook));
         self
