@@ -9,7 +9,7 @@ use reqwest::{StatusCode, Url};
 
 use crate::challenge;
 use crate::error::Error;
-use crate::manager::{Applied, Lease, TokenManager};
+use crate::manager::{Applied, Lease, RefreshInFlight, TokenManager};
 
 mod origins;
 pub(crate) use origins::{Destination, OriginPolicy};
@@ -114,7 +114,9 @@ impl AuthFlow {
     }
 
     /// A valid token, loading or refreshing first.
-    pub(crate) async fn lease(&self) -> Result<Lease, Error> {
+    /// With the background refresh this call started, if any: wait for it
+    /// before handing back the request's response.
+    pub(crate) async fn lease(&self) -> Result<(Lease, Option<RefreshInFlight>), Error> {
         self.manager.lease().await
     }
 

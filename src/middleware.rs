@@ -13,8 +13,8 @@ use tracing::Instrument as _;
 use crate::auth_flow::{AfterResponse, AuthFlow, OriginPolicy};
 use crate::dpop::ResourceProof;
 use crate::error::Error;
-use crate::manager::Applied;
 use crate::manager::TokenManager;
+use crate::manager::{Applied, Lease};
 use crate::telemetry;
 
 /// Sends a request without the token: put it in the request's extensions.
@@ -109,7 +109,7 @@ impl OAuth2Middleware {
 impl Middleware for OAuth2Middleware {
     async fn handle(
         &self,
-        mut request: Request,
+        request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
@@ -124,10 +124,41 @@ impl Middleware for OAuth2Middleware {
             Some(fresh) => fresh,
             // Boxed: the slow path's state stays out of every request's
             // future, which async_trait allocates.
-            None => Box::pin(self.flow.lease())
-                .await
-                .map_err(middleware_error)?,
+            None => {
+                return Box::pin(self.send_after_lease(request, extensions, next)).await;
+            }
         };
+        self.send_leased(lease, request, extensions, next).await
+    }
+}
+
+impl OAuth2Middleware {
+    /// The slow path: a token first (loading, or refreshing it if it has
+    /// expired); should this request start a background refresh, its
+    /// response is handed back once that refresh has ended.
+    async fn send_after_lease(
+        &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let (lease, started) = self.flow.lease().await.map_err(middleware_error)?;
+        let response = self.send_leased(lease, request, extensions, next).await;
+        if let Some(started) = started {
+            started.finish().await;
+        }
+        response
+    }
+
+    /// Sends with `lease`'s token, and after a refreshable 401 refreshes
+    /// and replays.
+    async fn send_leased(
+        &self,
+        lease: Lease,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
         // Copy before the header goes in: the copy gets the new token on
         // replay anyway, and a smaller header map clones more cheaply.
         let already_refreshed = extensions.get::<RefreshedAfter401>().is_some();
@@ -157,9 +188,7 @@ impl Middleware for OAuth2Middleware {
         let recover = self.recover(sent, response, replay, extensions, next);
         Box::pin(recover.instrument(telemetry::replay_span("reqwest"))).await
     }
-}
 
-impl OAuth2Middleware {
     /// After a refreshable 401: one refresh (shared with every caller that
     /// saw the same token), one replay, and, only when the replay meets a 401
     /// because its token was superseded in flight, one send with the newer

@@ -4,6 +4,7 @@
 
 use reqwest::header::HeaderMap;
 
+use super::background::RefreshInFlight;
 use super::current::{Applied, Current, Generation, Lease};
 use super::flight::Trigger;
 use super::{TokenManager, ensure_runtime, refresh};
@@ -64,12 +65,14 @@ impl TokenManager {
         let current = inner.published.get();
         let now = inner.clock.now();
         if let Some(background) = &inner.background {
-            match &current {
+            // Nobody waits for this task: a synchronous caller cannot
+            // (`shutdown` does, before the program exits).
+            let _started = match &current {
                 // Published since `fresh_lease` looked: nothing to refresh.
-                Some(current) if current.is_fresh(now) => {}
-                Some(current) => background.start(self, current.generation()),
-                None => background.start(self, Generation::NONE),
-            }
+                Some(current) if current.is_fresh(now) => None,
+                Some(current) => Some(background.start(self, current.generation())),
+                None => Some(background.start(self, Generation::NONE)),
+            };
         }
         match current {
             Some(current) if !current.is_expired(now) && !current.tokens().is_dpop_token() => {
@@ -121,8 +124,13 @@ impl TokenManager {
 
     /// The slow path of [`fresh_lease`](Self::fresh_lease): load, or refresh
     /// first.
-    pub(crate) async fn lease(&self) -> Result<Lease, Error> {
-        Ok(self.current().await?.lease())
+    ///
+    /// With the background refresh this call started, if it started one:
+    /// the adapter waits for it before it hands back the response of the
+    /// request (see [`RefreshInFlight`]).
+    pub(crate) async fn lease(&self) -> Result<(Lease, Option<RefreshInFlight>), Error> {
+        let (current, started) = self.current_starting().await?;
+        Ok((current.lease(), started))
     }
 
     /// After the API rejected the token a request was sent with: refreshes

@@ -2,7 +2,9 @@
 //! go on with the still-valid token; and the setting that chooses it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::current::Generation;
 use super::flight::Trigger;
@@ -21,13 +23,22 @@ use super::{TokenManager, TokenManagerBuilder};
 #[non_exhaustive]
 pub enum RefreshMode {
     /// The request goes out with the still-valid token while one task (of
-    /// its own, so it completes whoever gave up) refreshes: no request
-    /// waits for a refresh it did not need, so a rollover costs no latency
-    /// (like MSAL's `refresh_in` and google-auth's non-blocking refresh).
-    /// The refresh point is jittered over the last quarter of the margin so
-    /// that a fleet does not refresh at once. A failed refresh is logged
-    /// and retried by a later request (after the failure cooldown) while
-    /// the token is valid.
+    /// its own, so it completes whoever gave up) refreshes: no request is
+    /// held back for a refresh it did not need, so a rollover costs no
+    /// latency (like MSAL's `refresh_in` and google-auth's non-blocking
+    /// refresh). The refresh point is jittered over the last quarter of the
+    /// margin so that a fleet does not refresh at once. A failed refresh is
+    /// logged and retried by a later request (after the failure cooldown)
+    /// while the token is valid.
+    ///
+    /// The one request that starts the refresh, sent through the middleware
+    /// or the tower layer, goes out at once too, but its response is handed
+    /// back once the refresh has ended: a program that awaits its requests
+    /// before it exits never leaves a rotation half way (the server spent
+    /// the old refresh token, the new one would die with the process). For
+    /// tokens read otherwise, call
+    /// [`TokenManager::shutdown`](crate::TokenManager::shutdown) before the
+    /// program exits.
     #[default]
     StaleWhileRevalidate,
     /// The request waits for the refresh and goes out with the new token;
@@ -69,40 +80,98 @@ impl TokenManagerBuilder {
     }
 }
 
-/// At most one background refresh at a time.
-#[derive(Debug, Default)]
+/// At most one background refresh at a time, and none once the manager is
+/// shut down.
+#[derive(Debug)]
 pub(crate) struct BackgroundRefresh {
-    pending: Arc<AtomicBool>,
+    state: Arc<watch::Sender<State>>,
+    /// The longest anyone waits for the task: a caller's bound on a
+    /// refresh, which every refresh ends within.
+    wait: Duration,
 }
 
-/// Clears the pending flag when the task ends, however it ends (a panic
+#[derive(Debug, Default)]
+struct State {
+    running: bool,
+    closed: bool,
+}
+
+/// What [`BackgroundRefresh::start`] did.
+pub(crate) enum Started {
+    /// This call started the task: the caller may wait for it.
+    Task(RefreshInFlight),
+    /// One is under way already (or there is no runtime to start one in).
+    Running,
+    /// The manager is shut down: the caller refreshes in the foreground.
+    Closed,
+}
+
+/// A background refresh this caller started. The middleware and the tower
+/// layer wait for it before they hand back the response of the request that
+/// started it, so that a program that awaits its requests before it exits
+/// never exits in the middle of a rotation (the server has spent the old
+/// refresh token; the new one would die with the process).
+#[must_use]
+pub(crate) struct RefreshInFlight {
+    state: watch::Receiver<State>,
+    wait: Duration,
+}
+
+impl RefreshInFlight {
+    /// Waits, at most the flight's bound, for the refresh to end.
+    pub(crate) async fn finish(mut self) {
+        let ended = self.state.wait_for(|state| !state.running);
+        let _ = tokio::time::timeout(self.wait, ended).await;
+    }
+}
+
+/// Clears the running flag when the task ends, however it ends (a panic
 /// included): a flag left set would stop background refresh for good.
-struct Pending(Arc<AtomicBool>);
+struct Pending(Arc<watch::Sender<State>>);
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.send_modify(|state| state.running = false);
     }
 }
 
 impl BackgroundRefresh {
-    /// Starts a refresh of `generation` in a task of its own, unless one is
-    /// under way. Without a Tokio runtime there is no task to start: the
-    /// caller goes on with the valid token and a later call tries again.
-    pub(crate) fn start(&self, manager: &TokenManager, generation: Generation) {
-        if self
-            .pending
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
+    pub(crate) fn new(wait: Duration) -> Self {
+        Self {
+            state: Arc::default(),
+            wait,
         }
-        let pending = Pending(self.pending.clone());
+    }
+
+    /// Starts a refresh of `generation` in a task of its own, unless one is
+    /// under way or the manager is shut down. Without a Tokio runtime there
+    /// is no task to start: the caller goes on with the valid token and a
+    /// later call tries again.
+    pub(crate) fn start(&self, manager: &TokenManager, generation: Generation) -> Started {
+        let mut closed = false;
+        let started = self.state.send_if_modified(|state| {
+            closed = state.closed;
+            let start = !state.running && !state.closed;
+            state.running |= start;
+            start
+        });
+        if !started {
+            return if closed {
+                Started::Closed
+            } else {
+                Started::Running
+            };
+        }
+        let pending = Pending(self.state.clone());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(
                 "no Tokio runtime to refresh in the background; the valid token is used"
             );
-            return;
+            return Started::Running;
+        };
+        let in_flight = RefreshInFlight {
+            state: self.state.subscribe(),
+            wait: self.wait,
         };
         let manager = manager.clone();
         runtime.spawn(async move {
@@ -123,5 +192,18 @@ impl BackgroundRefresh {
                 }
             }
         });
+        Started::Task(in_flight)
+    }
+
+    /// Starts no more background refreshes, and waits for the one under
+    /// way. `Err` with the bound if it did not end within it.
+    pub(crate) async fn close(&self) -> Result<(), Duration> {
+        self.state.send_modify(|state| state.closed = true);
+        let mut state = self.state.subscribe();
+        let ended = state.wait_for(|state| !state.running);
+        match tokio::time::timeout(self.wait, ended).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.wait),
+        }
     }
 }

@@ -73,7 +73,7 @@ impl TokenManagerBuilder {
             clock: self.clock,
             leeway: self.leeway,
             background: (self.refresh_mode == RefreshMode::StaleWhileRevalidate)
-                .then(BackgroundRefresh::default),
+                .then(|| BackgroundRefresh::new(budgets.flight_wait)),
             failure_cooldown: self.failure_cooldown,
             rejected_token_min_age: self.rejected_token_min_age,
             budgets,

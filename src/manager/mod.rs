@@ -20,6 +20,7 @@ use keys::GrantKind;
 mod persist;
 mod refresh;
 mod revoke;
+mod shutdown;
 mod trigger;
 
 use std::fmt;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use reqwest::Url;
 use tracing::Instrument as _;
 
+pub(crate) use background::RefreshInFlight;
 pub use builder::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FAILURE_COOLDOWN, DEFAULT_LEEWAY, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES, DEFAULT_REFRESH_TIMEOUT, DEFAULT_REJECTED_TOKEN_MIN_AGE,
@@ -42,7 +44,7 @@ use crate::error::Error;
 use crate::telemetry::RefreshRun;
 use crate::token::{AccessToken, TokenSet};
 use crate::util::finish_on_drop::FinishOnDrop;
-use background::BackgroundRefresh;
+use background::{BackgroundRefresh, Started};
 use budgets::Budgets;
 use current::{Current, Generation, Published};
 use events::Events;
@@ -292,17 +294,31 @@ impl TokenManager {
 
     /// The current set, refreshed first if it is stale.
     async fn current(&self) -> Result<Arc<Current>, Error> {
+        Ok(self.current_starting().await?.0)
+    }
+
+    /// [`current`](Self::current), with the background refresh it started.
+    async fn current_starting(&self) -> Result<(Arc<Current>, Option<RefreshInFlight>), Error> {
         let current = self.loaded().await?;
         let now = self.inner.clock.now();
         if current.is_fresh(now) {
-            return Ok(current);
+            return Ok((current, None));
         }
         if let Some(background) = &self.inner.background
             && !current.is_expired(now)
         {
-            background.start(self, current.generation());
-            return Ok(current);
+            match background.start(self, current.generation()) {
+                Started::Task(in_flight) => return Ok((current, Some(in_flight))),
+                Started::Running => return Ok((current, None)),
+                Started::Closed => {}
+            }
         }
+        Ok((self.refresh_stale(current).await?, None))
+    }
+
+    /// Refreshes `current` in the caller's task; the still-valid `current`
+    /// if that fails.
+    async fn refresh_stale(&self, current: Arc<Current>) -> Result<Arc<Current>, Error> {
         match self
             .refresh_generation(current.generation(), Trigger::Expiry)
             .await

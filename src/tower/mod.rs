@@ -303,14 +303,20 @@ where
     B: Send + 'static,
     RB: Send + 'static,
 {
-    let lease = match fresh {
-        Some(lease) => lease,
+    let (lease, started) = match fresh {
+        Some(lease) => (lease, None),
         None => shared.flow.lease().await?,
     };
-    match lease.dpop().cloned() {
+    let response = match lease.dpop().cloned() {
         None => send(&shared, &mut inner, &replay, request, lease).await,
         Some(proof) => dpop::send(shared, inner, replay, request, lease, proof).await,
+    };
+    // The request that started a background refresh answers once it has
+    // ended (see `RefreshInFlight`).
+    if let Some(started) = started {
+        started.finish().await;
     }
+    response
 }
 
 /// Puts the lease's token on `request`: the one place where a token goes
