@@ -54,8 +54,13 @@ pub fn main(index: &str) -> ExitCode {
             .allow_origin(&origin)
             .build()
             .expect("the API is on loopback");
+        // Idle connections go before Node's keep-alive timeout (5 s) closes
+        // them: a request written to a connection the server is closing
+        // fails with no error of ours, and requests that waited out a dead
+        // holder's Redis lock (about 5 s) left theirs idle that long.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .expect("a client");
         let client = reqwest_middleware::ClientBuilder::new(http)
@@ -135,9 +140,21 @@ fn outcome(result: Result<reqwest::Response, reqwest_middleware::Error>) -> Stri
         Err(e) => match Error::find_in(&e) {
             Some(ours) if ours.is_transient() => format!("transient:{}", kind(ours)),
             Some(ours) => format!("error:{}", kind(ours)),
-            None => "transport".to_owned(),
+            None => {
+                // The worker's log (stderr) says why: the report has only
+                // the kind.
+                eprintln!("the API call failed: {:?}", error_chain(&e));
+                "transport".to_owned()
+            }
         },
     }
+}
+
+/// The error and its sources, for the log.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn kind(error: &Error) -> String {
