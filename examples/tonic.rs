@@ -126,6 +126,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         status.into_inner().status()
     );
 
+    // The interceptor's refreshes run in the background, which nobody
+    // awaits: before exiting, let one under way finish and save.
+    manager.shutdown().await?;
+
     let refreshes = issuer.refreshes.load(SeqCst);
     // One refresh for the first call, one for the whole herd.
     if served != CONCURRENT || refreshes != 2 {

@@ -26,7 +26,10 @@ use crate::tower::{Buffered, ReplayableBody};
 /// with the refresh not done) fails at once with
 /// `Status::unauthenticated`, whose message says which; it also starts the
 /// refresh, so a later call can succeed. Load the token once before the
-/// first call (`manager.access_token().await?`).
+/// first call (`manager.access_token().await?`), and, since nobody awaits
+/// the refreshes it starts, call
+/// [`manager.shutdown().await`](crate::TokenManager::shutdown) before the
+/// program exits.
 ///
 /// Compared with the layer: no replay, and no reaction to an
 /// `UNAUTHENTICATED` answer (an interceptor never sees the answer), and no
@@ -46,9 +49,11 @@ use crate::tower::{Buffered, ReplayableBody};
 ///     .background_refresh(true)
 ///     .build()?;
 /// manager.access_token().await?; // loaded before the first call
-/// let channel = InterceptedService::new(channel, OAuth2Interceptor::new(manager)?);
+/// let channel = InterceptedService::new(channel, OAuth2Interceptor::new(manager.clone())?);
 /// // e.g. HealthClient::new(channel), or Client::with_interceptor(channel, interceptor)
-/// # let _ = channel; Ok(()) }
+/// # let _ = channel;
+/// manager.shutdown().await?; // before the program exits
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct OAuth2Interceptor {

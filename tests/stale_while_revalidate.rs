@@ -1,5 +1,7 @@
 //! The default refresh mode, stale-while-revalidate: inside the leeway no
-//! request waits for the refresh, one refresh runs for everyone, its tokens
+//! `access_token` caller waits for the refresh (for the one request through
+//! the middleware that starts it, see `shutdown.rs`), one refresh runs for
+//! everyone, its tokens
 //! are saved before any request uses them, and once the token has really
 //! expired callers wait for the refresh and get its error. Time moves
 //! through the injected clock; the token endpoint and the store hold their
