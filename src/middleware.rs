@@ -3,8 +3,9 @@
 //! the token, what a 401 means and when to replay.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
-use async_trait::async_trait;
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
@@ -105,32 +106,39 @@ impl OAuth2Middleware {
     }
 }
 
-#[async_trait]
+/// Written out rather than through `async_trait`, so that the future boxed
+/// per request is the one path it takes (an async body that awaits another
+/// async fn keeps its own copy of the arguments beside the callee's).
 impl Middleware for OAuth2Middleware {
-    async fn handle(
-        &self,
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
         request: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
+        extensions: &'life1 mut Extensions,
+        next: Next<'life2>,
+    ) -> HandleFuture<'async_trait>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
         let opted_out = extensions.get::<SkipOAuth2>().is_some();
         if !self
             .flow
             .applies(request.url(), request.headers(), opted_out)
         {
-            return next.run(request, extensions).await;
+            return Box::pin(next.run(request, extensions));
         }
-        let lease = match self.flow.fresh_lease() {
-            Some(fresh) => fresh,
-            // Boxed: the slow path's state stays out of every request's
-            // future, which async_trait allocates.
-            None => {
-                return Box::pin(self.send_after_lease(request, extensions, next)).await;
-            }
-        };
-        self.send_leased(lease, request, extensions, next).await
+        match self.flow.fresh_lease() {
+            Some(lease) => Box::pin(self.send_leased(lease, request, extensions, next)),
+            None => Box::pin(self.send_after_lease(request, extensions, next)),
+        }
     }
 }
+
+/// What [`Middleware::handle`] returns.
+type HandleFuture<'a> =
+    Pin<Box<dyn Future<Output = reqwest_middleware::Result<Response>> + Send + 'a>>;
 
 impl OAuth2Middleware {
     /// The slow path: a token first (loading, or refreshing it if it has
