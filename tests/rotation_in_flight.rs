@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest_oauth2_refresh::{BoxError, TokenSet, TokenStore};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use common::{TestClock, builder, client, token_body, token_endpoint_issues};
+use common::{builder, client, token_body, token_endpoint_issues};
 
 /// A store shared with a "peer" that the test plays.
 #[derive(Debug, Default)]
@@ -138,9 +138,8 @@ async fn a_replay_401_with_nothing_newer_stands_and_causes_no_second_refresh() {
 #[cfg(feature = "file-store")]
 #[tokio::test]
 async fn a_peers_newer_set_inside_the_leeway_is_adopted_not_refreshed_again() {
-    use reqwest_oauth2_refresh::FileStore;
     let auth = MockServer::start().await;
-    Mock::given(method("POST"))
+    Mock::given(wiremock::matchers::method("POST"))
         .and(path("/token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
             "at-2",
@@ -150,29 +149,12 @@ async fn a_peers_newer_set_inside_the_leeway_is_adopted_not_refreshed_again() {
         .expect(1)
         .mount(&auth)
         .await;
-    let dir = std::env::temp_dir().join(format!("oauth2-refresh-rotation-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("tokens.json");
-    let seed = TokenSet::new("at-1")
-        .with_refresh_token("rt-1")
-        .with_expires_in(Duration::from_secs(4));
-    let peer = builder(&auth)
-        .store(FileStore::new(&file).unwrap())
-        .initial_tokens(seed)
-        .build()
-        .unwrap();
-    peer.load_tokens().await.unwrap(); // seeds the file
-    let clock = TestClock::new();
-    let late = builder(&auth)
-        .store(FileStore::new(&file).unwrap())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    assert_eq!(
-        late.load_tokens().await.unwrap().access_token().secret(),
-        "at-1"
-    );
+    let Peers {
+        dir,
+        peer,
+        late,
+        clock,
+    } = peers_on_one_file(&auth, "rotation", 4).await;
     // The peer rotates; then this process's clock reaches the peer's set's
     // leeway (4 s tokens: the last 2 s) while it is still valid.
     assert_eq!(
@@ -198,34 +180,18 @@ async fn a_peers_newer_set_inside_the_leeway_is_adopted_not_refreshed_again() {
 #[cfg(feature = "file-store")]
 #[tokio::test]
 async fn a_peers_set_in_its_last_second_is_refreshed_from_not_adopted() {
-    use reqwest_oauth2_refresh::FileStore;
     let auth = MockServer::start().await;
     let issued = |access, refresh| {
         ResponseTemplate::new(200).set_body_json(token_body(access, Some(refresh), Some(10)))
     };
     common::token_endpoint_answers_first(&auth, issued("at-2", "rt-2"), 1).await;
     common::token_endpoint_answers(&auth, issued("at-3", "rt-3"), 1).await;
-    let dir =
-        std::env::temp_dir().join(format!("oauth2-refresh-last-second-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("tokens.json");
-    let seed = TokenSet::new("at-1")
-        .with_refresh_token("rt-1")
-        .with_expires_in(Duration::from_secs(10));
-    let peer = builder(&auth)
-        .store(FileStore::new(&file).unwrap())
-        .initial_tokens(seed)
-        .build()
-        .unwrap();
-    peer.load_tokens().await.unwrap();
-    let clock = TestClock::new();
-    let late = builder(&auth)
-        .store(FileStore::new(&file).unwrap())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    late.load_tokens().await.unwrap();
+    let Peers {
+        dir,
+        peer,
+        late,
+        clock,
+    } = peers_on_one_file(&auth, "last-second", 10).await;
     peer.refresh().await.unwrap();
     // By this process's clock the peer's at-2 has about 0.7 s to live.
     clock.advance(Duration::from_millis(9300));
@@ -242,4 +208,49 @@ async fn a_peers_set_in_its_last_second_is_refreshed_from_not_adopted() {
         .collect();
     assert_eq!(spent, ["rt-1", "rt-2"], "each refresh token spent once");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Two managers sharing a token file in a fresh directory: `peer` seeded it
+/// with `at-1`/`rt-1` (living `lifetime` seconds), and `late`, on a clock of
+/// the test's, has loaded that set.
+#[cfg(feature = "file-store")]
+struct Peers {
+    dir: std::path::PathBuf,
+    peer: reqwest_oauth2_refresh::TokenManager,
+    late: reqwest_oauth2_refresh::TokenManager,
+    clock: Arc<common::TestClock>,
+}
+
+#[cfg(feature = "file-store")]
+async fn peers_on_one_file(auth: &MockServer, name: &str, lifetime: u64) -> Peers {
+    use reqwest_oauth2_refresh::FileStore;
+    let dir = std::env::temp_dir().join(format!("oauth2-refresh-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.json");
+    let seed = TokenSet::new("at-1")
+        .with_refresh_token("rt-1")
+        .with_expires_in(Duration::from_secs(lifetime));
+    let peer = builder(auth)
+        .store(FileStore::new(&file).unwrap())
+        .initial_tokens(seed)
+        .build()
+        .unwrap();
+    peer.load_tokens().await.unwrap(); // seeds the file
+    let clock = common::TestClock::new();
+    let late = builder(auth)
+        .store(FileStore::new(&file).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        late.load_tokens().await.unwrap().access_token().secret(),
+        "at-1"
+    );
+    Peers {
+        dir,
+        peer,
+        late,
+        clock,
+    }
 }

@@ -77,30 +77,55 @@ async fn api() -> MockServer {
     api
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_request_that_starts_a_background_refresh_answers_once_it_is_saved() {
+/// A due manager whose refresh the token endpoint holds until `gate`
+/// opens, and the API it calls.
+struct Held {
+    gate: Gate,
+    token: GatedTokenEndpoint,
+    log: Log,
+    manager: TokenManager,
+    api: MockServer,
+}
+
+async fn held_refresh() -> Held {
     let gate = Gate::new();
     let answer = Answer::ok(token_body("new-access", Some("r2"), Some(3600))).held();
     let token = GatedTokenEndpoint::start(&gate, vec![answer]).await;
     let log = Log::default();
     let (manager, _clock) = due_manager(&token, &log).await;
-    let api = api().await;
-    let client = common::client(&manager, &api);
-    let url = format!("{}/orders", api.uri());
+    Held {
+        gate,
+        token,
+        log,
+        manager,
+        api: api().await,
+    }
+}
 
+/// Sends a request that starts the refresh the token endpoint holds, then
+/// another, then opens the gate: the first must answer after the save, the
+/// second before it.
+async fn starter_answers_after_the_save<F, R>(
+    gate: &Gate,
+    token: &GatedTokenEndpoint,
+    log: &Log,
+    send: F,
+) where
+    F: Fn() -> R,
+    R: std::future::Future<Output = http::StatusCode> + Send + 'static,
+{
     let first = tokio::spawn({
-        let (client, url, log) = (client.clone(), url.clone(), log.clone());
+        let (request, log) = (send(), log.clone());
         async move {
-            let status = client.get(&url).send().await.unwrap().status();
+            let status = request.await;
             note(&log, "first answered");
             status
         }
     });
     token.arrived(1).await; // the refresh it started is held
     // Every other request goes on with the valid token, refresh or not.
-    let second = client.get(&url).send().await.unwrap();
-    assert_eq!(second.status(), 200);
-    note(&log, "second answered");
+    assert_eq!(send().await, 200);
+    note(log, "second answered");
     gate.open();
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(
@@ -108,6 +133,25 @@ async fn the_request_that_starts_a_background_refresh_answers_once_it_is_saved()
         ["second answered", "saved new-access", "first answered"],
         "the request that started the refresh answered after its tokens were saved"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_that_starts_a_background_refresh_answers_once_it_is_saved() {
+    let Held {
+        gate,
+        token,
+        log,
+        manager,
+        api,
+    } = held_refresh().await;
+    let client = common::client(&manager, &api);
+    let url = format!("{}/orders", api.uri());
+
+    let send = move || {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.get(&url).send().await.unwrap().status() }
+    };
+    starter_answers_after_the_save(&gate, &token, &log, send).await;
     let sent: Vec<_> = api
         .received_requests()
         .await
@@ -183,39 +227,24 @@ async fn through_the_tower_layer_too() {
     use reqwest_oauth2_refresh::tower::OAuth2Layer;
     use tower::{Layer as _, ServiceExt as _};
 
-    let gate = Gate::new();
-    let answer = Answer::ok(token_body("new-access", Some("r2"), Some(3600))).held();
-    let token = GatedTokenEndpoint::start(&gate, vec![answer]).await;
-    let log = Log::default();
-    let (manager, _clock) = due_manager(&token, &log).await;
-    let api = api().await;
+    let Held {
+        gate,
+        token,
+        log,
+        manager,
+        api,
+    } = held_refresh().await;
     let service = OAuth2Layer::builder(manager.clone())
         .allow_origin(&api.uri())
         .build()
         .unwrap()
         .layer(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
-    let request = || {
-        http::Request::get(format!("{}/orders", api.uri()))
-            .body(Full::default())
-            .unwrap()
-    };
+    let url = format!("{}/orders", api.uri());
+    let request = move || http::Request::get(&url).body(Full::default()).unwrap();
 
-    let first = tokio::spawn({
-        let (service, request, log) = (service.clone(), request(), log.clone());
-        async move {
-            let status = service.oneshot(request).await.unwrap().status();
-            note(&log, "first answered");
-            status
-        }
-    });
-    token.arrived(1).await;
-    let second = service.clone().oneshot(request()).await.unwrap();
-    assert_eq!(second.status(), 200);
-    note(&log, "second answered");
-    gate.open();
-    assert_eq!(first.await.unwrap(), 200);
-    assert_eq!(
-        *log.lock().unwrap(),
-        ["second answered", "saved new-access", "first answered"]
-    );
+    let send = move || {
+        let (service, request) = (service.clone(), request());
+        async move { service.oneshot(request).await.unwrap().status() }
+    };
+    starter_answers_after_the_save(&gate, &token, &log, send).await;
 }
