@@ -65,14 +65,14 @@ impl TokenManager {
         let current = inner.published.get();
         let now = inner.clock.now();
         if let Some(background) = &inner.background {
-            // Nobody waits for this task: a synchronous caller cannot
+            // Nobody waits for the task: a synchronous caller cannot
             // (`shutdown` does, before the program exits).
-            let _started = match &current {
+            match &current {
                 // Published since `fresh_lease` looked: nothing to refresh.
-                Some(current) if current.is_fresh(now) => None,
-                Some(current) => Some(background.start(self, current.generation())),
-                None => Some(background.start(self, Generation::NONE)),
-            };
+                Some(current) if current.is_fresh(now) => {}
+                Some(current) => drop(background.start(self, current.generation())),
+                None => drop(background.start(self, Generation::NONE)),
+            }
         }
         match current {
             Some(current) if !current.is_expired(now) && !current.tokens().is_dpop_token() => {

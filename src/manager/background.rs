@@ -94,6 +94,8 @@ pub(crate) struct BackgroundRefresh {
 struct State {
     running: bool,
     closed: bool,
+    /// Tasks started so far: a waiter waits for its own, not the next.
+    started: u64,
 }
 
 /// What [`BackgroundRefresh::start`] did.
@@ -114,13 +116,17 @@ pub(crate) enum Started {
 #[must_use]
 pub(crate) struct RefreshInFlight {
     state: watch::Receiver<State>,
+    task: u64,
     wait: Duration,
 }
 
 impl RefreshInFlight {
     /// Waits, at most the flight's bound, for the refresh to end.
     pub(crate) async fn finish(mut self) {
-        let ended = self.state.wait_for(|state| !state.running);
+        let task = self.task;
+        let ended = self
+            .state
+            .wait_for(|state| !state.running || state.started != task);
         let _ = tokio::time::timeout(self.wait, ended).await;
     }
 }
@@ -152,7 +158,10 @@ impl BackgroundRefresh {
         let started = self.state.send_if_modified(|state| {
             closed = state.closed;
             let start = !state.running && !state.closed;
-            state.running |= start;
+            if start {
+                state.running = true;
+                state.started += 1;
+            }
             start
         });
         if !started {
@@ -169,8 +178,11 @@ impl BackgroundRefresh {
             );
             return Started::Running;
         };
+        let state = self.state.subscribe();
+        let task = state.borrow().started;
         let in_flight = RefreshInFlight {
-            state: self.state.subscribe(),
+            state,
+            task,
             wait: self.wait,
         };
         let manager = manager.clone();
