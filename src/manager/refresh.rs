@@ -172,10 +172,11 @@ async fn refresh_in(
     current: &Current,
 ) -> Result<Outcome, Error> {
     // A set a peer stored after ours is adopted while its access token has
-    // more than a second to live, even inside the leeway: refreshing it again would revoke, at
-    // servers that revoke the old access token on rotation, the token the
-    // other processes have just adopted. Our own set wins while it is not
-    // saved: the stored one holds a refresh token we have spent.
+    // more than a second to live, even inside the leeway: refreshing it
+    // again would revoke, at servers that revoke the old access token on
+    // rotation, the token the other processes have just adopted. Our own
+    // set wins while it is not saved: the stored one holds a refresh token
+    // we have spent.
     let base = match session.reread().await? {
         Some(stored) if current.is_persisted() && differs(&stored, current.tokens()) => {
             if is_adoptable(&stored, inner.clock.now()) {
