@@ -143,18 +143,11 @@ fn outcome(result: Result<reqwest::Response, reqwest_middleware::Error>) -> Stri
             None => {
                 // The worker's log (stderr) says why: the report has only
                 // the kind.
-                eprintln!("the API call failed: {:?}", error_chain(&e));
+                eprintln!("the API call failed: {e:?}");
                 "transport".to_owned()
             }
         },
     }
-}
-
-/// The error and its sources, for the log.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
-    std::iter::successors(Some(error), |e| e.source())
-        .map(ToString::to_string)
-        .collect()
 }
 
 fn kind(error: &Error) -> String {
